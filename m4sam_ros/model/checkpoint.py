@@ -1,0 +1,149 @@
+"""Checkpoints: SAM2's official format (strict) and M4-SAM's own (trained parts + config).
+
+Every load goes through ``torch.load(weights_only=True)``: a file that needs arbitrary Python
+objects to unpickle (a code payload) is refused instead of executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .m4sam import M4SAM
+
+FORMAT = "m4sam"
+FORMAT_VERSION = 1
+# Settings that do not change which weights exist or what they mean: a checkpoint may be used
+# at another resolution (Hiera interpolates its position embedding, RoPE is recomputed).
+_CONFIG_KEYS_IGNORED = ("name", "image_size")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded onto this model (format, keys or config)."""
+
+
+def safe_load(path: str | Path) -> Any:
+    """torch.load with weights_only=True, with a clear message when a file is refused."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: it is not a plain weights file (it needs arbitrary Python "
+            f"objects to unpickle, which could run code). Only tensors and plain containers are "
+            f"accepted (torch.load weights_only=True). Details: {str(e).splitlines()[0]}") from e
+
+
+def _atomic_save(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt_keys(keys: list[str], limit: int = 20) -> str:
+    keys = sorted(keys)
+    more = f" ... (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_sam2_checkpoint(sam: nn.Module, path: str | Path) -> None:
+    """Load an official SAM2 checkpoint ``{"model": state_dict}`` strictly into SAM2Base."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a SAM2 checkpoint (expected a dict with key 'model')")
+    sd = ckpt["model"]
+    own = sam.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: SAM2 checkpoint does not match the model config. "
+            f"missing keys ({len(missing)}): {_fmt_keys(missing)}; "
+            f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+           if tuple(sd[k].shape) != tuple(v.shape)]
+    if bad:
+        raise CheckpointError(f"{path}: shape mismatch: {_fmt_keys(bad)}")
+    sam.load_state_dict(sd, strict=True)
+
+
+def trained_group_names(model: M4SAM) -> set[str]:
+    """The parameter groups this model's config trains."""
+    groups = {"adapters", "fusion", "gmlff", "head"}
+    if model.config.get("train_sam_modules") or model.config.get("train_base_in_full"):
+        groups |= {"sam_neck", "sam_modules"}
+    if model.config.get("train_base_in_full"):
+        groups.add("sam_trunk")
+    return groups
+
+
+def trained_state_dict(model: M4SAM) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of the parts the config trains (what an M4-SAM checkpoint holds)."""
+    groups = trained_group_names(model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            if model.parameter_group_of(k) in groups}
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if not prefix and k in _CONFIG_KEYS_IGNORED:
+            continue
+        name = f"{prefix}{k}"
+        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs += _config_diff(va, vb, name + ".")
+        elif va != vb:
+            diffs.append(f"{name}: checkpoint={va!r} model={vb!r}")
+    return diffs
+
+
+def save_m4sam_checkpoint(model: M4SAM, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write what M4-SAM trains + its config + format version, atomically (temp + os.replace)."""
+    obj = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config,
+        "state_dict": trained_state_dict(model),
+        "extra": extra or {},
+    }
+    _atomic_save(obj, path)
+
+
+def load_m4sam_checkpoint(model: M4SAM, path: str | Path) -> dict[str, Any]:
+    """Load an M4-SAM checkpoint strictly; refuses another config naming the differing settings.
+    Returns the checkpoint's ``extra`` dict."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an M4-SAM checkpoint (no format={FORMAT!r})")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {ckpt.get('format_version')!r} "
+                              f"unsupported (this code reads {FORMAT_VERSION})")
+    diffs = _config_diff(ckpt.get("config", {}), model.config)
+    if diffs:
+        raise CheckpointError(f"{path}: checkpoint was made for another model config; differing "
+                              f"settings: {'; '.join(diffs)}")
+    sd = ckpt["state_dict"]
+    expected = trained_state_dict(model)
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: missing keys ({len(missing)}): {_fmt_keys(missing)}; "
+                              f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+    result = model.load_state_dict(sd, strict=False)
+    if result.unexpected_keys:  # cannot happen after the check above; keep loud if it does
+        raise CheckpointError(f"{path}: unexpected keys {result.unexpected_keys}")
+    return ckpt.get("extra", {})

@@ -1,0 +1,200 @@
+"""M4-SAM on SAM2: MoE-LoRA trunk, RGB-D fusion, GMLFF + coarse head, SAM2's memory branch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .fusion import MultiLevelFusion
+from .gmlff import GMLFF, CoarseHead
+from .moe_lora import DEPTH, RGB, ModalityState, QKVAdapter
+from .preprocess import depth_to_rgb_input
+
+# Parts of SAM2Base that belong to the memory branch / decoder (trained with train_sam_modules).
+SAM_TRUNK_PREFIX = "image_encoder.trunk."
+SAM_NECK_PREFIX = "image_encoder.neck."
+
+
+@dataclass
+class EncodedFrames:
+    """Output of M4SAM.encode.
+
+    backbone_out: dict exactly as SAM2Base.forward_image returns it (feed it to
+    ``sam._prepare_backbone_features``); coarse_logits: [B, 1, S, S] or None in RGB-only mode;
+    aux_loss: scalar MoE balance loss (0 when no adapter ran).
+    """
+
+    backbone_out: dict[str, Any]
+    coarse_logits: torch.Tensor | None
+    aux_loss: torch.Tensor
+
+
+class M4SAM(nn.Module):
+    """SAM2Base plus M4-SAM's trainable parts; SAM2's own modules stay under ``self.sam`` with
+    their original state-dict keys, so official checkpoints load into ``model.sam`` unchanged."""
+
+    def __init__(self, sam: nn.Module, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.sam = sam
+        self.config = config
+        self.image_size = int(sam.image_size)
+        moe = config["moe_lora"]
+        self._state = ModalityState()
+        self.adapters = nn.ModuleList()
+        self._hook_handles = []
+        for blk in sam.image_encoder.trunk.blocks:
+            ad = QKVAdapter(blk.attn.qkv, self._state, rank=moe["rank"], alpha=moe["alpha"],
+                            top_k=moe["top_k"], noisy=moe["noisy_gating"],
+                            modality_experts=moe["modality_experts"],
+                            fusion_experts=moe["fusion_experts"])
+            self.adapters.append(ad)
+            self._hook_handles.append(blk.attn.qkv.register_forward_hook(ad.hook))
+        channels = list(sam.image_encoder.trunk.channel_list)[::-1]  # trunk order: stride 4 first
+        self.trunk_channels = channels
+        self.fusion = MultiLevelFusion(channels, config["fusion"]["hidden_ratio"])
+        width = config["gmlff"]["width"]
+        self.gmlff = GMLFF(channels, width=width, ffn_ratio=config["gmlff"]["ffn_ratio"])
+        self.head = CoarseHead(width, config["head"]["hidden"])
+        self.apply_trainable()
+
+    # ----------------------------------------------------------------------------- trainability
+    def parameter_group_of(self, name: str) -> str:
+        """Name of the group a parameter belongs to (for reports, optimiser groups, freezing)."""
+        if name.startswith("adapters."):
+            return "adapters"
+        for g in ("fusion", "gmlff", "head"):
+            if name.startswith(g + "."):
+                return g
+        if name.startswith("sam." + SAM_TRUNK_PREFIX):
+            return "sam_trunk"
+        if name.startswith("sam." + SAM_NECK_PREFIX):
+            return "sam_neck"
+        return "sam_modules"
+
+    def apply_trainable(self) -> None:
+        """Freeze/unfreeze according to the config: M4-SAM parts always train; SAM2's neck and
+        memory/decoder modules with ``train_sam_modules``; everything with ``train_base_in_full``."""
+        full = bool(self.config.get("train_base_in_full", False))
+        sam_mods = bool(self.config.get("train_sam_modules", False)) or full
+        for name, p in self.named_parameters():
+            g = self.parameter_group_of(name)
+            if g in ("adapters", "fusion", "gmlff", "head"):
+                p.requires_grad_(True)
+            elif g == "sam_trunk":
+                p.requires_grad_(full)
+            else:
+                p.requires_grad_(sam_mods)
+
+    # ----------------------------------------------------------------------------- encoder
+    @contextmanager
+    def modality(self, tags: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+        """Activate the adapters for one trunk forward with per-sample modality tags
+        (RGB=0, DEPTH=1); yields the list that collects the balance losses."""
+        if self._state.tags is not None:
+            raise RuntimeError("modality() is not re-entrant")
+        self._state.tags = tags
+        self._state.aux = []
+        try:
+            yield self._state.aux
+        finally:
+            self._state.tags = None
+
+    def _neck(self, levels: list[torch.Tensor]) -> dict[str, Any]:
+        """SAM2's neck + conv_s0/conv_s1 on given trunk levels, as ImageEncoder.forward and
+        SAM2Base.forward_image do it."""
+        enc = self.sam.image_encoder
+        features, pos = enc.neck(levels)
+        if enc.scalp > 0:
+            features, pos = features[: -enc.scalp], pos[: -enc.scalp]
+        out = {"vision_features": features[-1], "vision_pos_enc": pos, "backbone_fpn": features}
+        if self.sam.use_high_res_features_in_sam:
+            dec = self.sam.sam_mask_decoder
+            out["backbone_fpn"][0] = dec.conv_s0(out["backbone_fpn"][0])
+            out["backbone_fpn"][1] = dec.conv_s1(out["backbone_fpn"][1])
+        return out
+
+    def encode(self, images: torch.Tensor, depths: torch.Tensor | None = None) -> EncodedFrames:
+        """images [B,3,S,S] ImageNet-normalised; depths [B,1,S,S] in [0,1] or None.
+
+        None: RGB-only parity mode, exactly ``sam.forward_image(images)``. Otherwise RGB and
+        depth share ONE batched trunk pass ([rgb; depth]) with modality tags, are fused per level,
+        go through SAM2's neck (memory branch input) and GMLFF + coarse head."""
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"images must be {self.image_size}x{self.image_size}, "
+                             f"got {tuple(images.shape[-2:])}")
+        if depths is None:
+            return EncodedFrames(self.sam.forward_image(images), None, images.new_zeros(()))
+        b = images.shape[0]
+        if depths.shape != (b, 1, *images.shape[-2:]):
+            raise ValueError(f"depths must be {(b, 1, *images.shape[-2:])}, got {tuple(depths.shape)}")
+        x = torch.cat([images, depth_to_rgb_input(depths.to(images.dtype))], dim=0)
+        tags = torch.tensor([RGB] * b + [DEPTH] * b, device=images.device)
+        with self.modality(tags) as aux_list:
+            levels = self.sam.image_encoder.trunk(x)
+        aux = torch.stack(aux_list).sum() if aux_list else images.new_zeros(())
+        fused = self.fusion([lv[:b] for lv in levels], [lv[b:] for lv in levels])
+        backbone_out = self._neck(fused)
+        coarse = self.head(self.gmlff(fused), self.image_size)
+        return EncodedFrames(backbone_out, coarse, aux)
+
+    # ----------------------------------------------------------------------------- memory branch
+    def track_frame(self, frame_idx: int, is_init_cond_frame: bool, vision_feats: list[torch.Tensor],
+                    vision_pos: list[torch.Tensor], feat_sizes: list[tuple[int, int]],
+                    mask_inputs: torch.Tensor | None, output_dict: dict[str, dict],
+                    num_frames: int) -> dict[str, Any]:
+        """SAM2Base.track_step (no points, memory encoder on), but object_score_logits are kept in
+        training mode too (SAM2 drops them there; the clip loss may want them)."""
+        sam = self.sam
+        current_out, sam_outputs, _, _ = sam._track_step(
+            frame_idx, is_init_cond_frame, vision_feats, vision_pos, feat_sizes, None,
+            mask_inputs, output_dict, num_frames, False, None)
+        _, _, _, low_res, high_res, obj_ptr, obj_score = sam_outputs
+        current_out["pred_masks"] = low_res
+        current_out["pred_masks_high_res"] = high_res
+        current_out["obj_ptr"] = obj_ptr
+        current_out["object_score_logits"] = obj_score
+        sam._encode_memory_in_output(vision_feats, feat_sizes, None, True, high_res, obj_score,
+                                     current_out)
+        return current_out
+
+    def forward_clip(self, images: torch.Tensor, depths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Differentiable clip forward for training.
+
+        images [B,T,3,S,S] normalised, depths [B,T,1,S,S]. All B*T frames are encoded in one
+        batch; frame 0 is conditioned by its own pseudo mask (sigmoid(coarse) > 0.5, detached),
+        frames 1..T-1 are tracked from memory. Returns coarse_logits and memory_logits
+        [B,T,1,S,S], object_score_logits [B,T,1] and aux_loss (scalar)."""
+        b, t_len = images.shape[:2]
+        s = self.image_size
+        enc = self.encode(images.flatten(0, 1), depths.flatten(0, 1))
+        coarse = enc.coarse_logits.view(b, t_len, 1, s, s)
+        _, feats, pos, sizes = self.sam._prepare_backbone_features(enc.backbone_out)
+
+        def frame(xs: list[torch.Tensor], t: int) -> list[torch.Tensor]:
+            return [x.unflatten(1, (b, t_len))[:, :, t].contiguous() for x in xs]
+
+        output_dict: dict[str, dict] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        mem, scores = [], []
+        for t in range(t_len):
+            cond = t == 0
+            mask_inputs = (torch.sigmoid(coarse[:, 0].detach()) > 0.5).float() if cond else None
+            out = self.track_frame(t, cond, frame(feats, t), frame(pos, t), sizes, mask_inputs,
+                                   output_dict, t_len)
+            output_dict["cond_frame_outputs" if cond else "non_cond_frame_outputs"][t] = out
+            mem.append(out["pred_masks_high_res"])
+            scores.append(out["object_score_logits"])
+        return {
+            "coarse_logits": coarse,
+            "memory_logits": torch.stack(mem, dim=1),
+            "object_score_logits": torch.stack(scores, dim=1),
+            "aux_loss": enc.aux_loss,
+        }
+
+    def forward(self, images: torch.Tensor, depths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Alias of forward_clip (so DDP and friends can wrap the model)."""
+        return self.forward_clip(images, depths)
