@@ -1,0 +1,135 @@
+"""Checkpoints: SAM2 official format (strict), pickle payloads refused, M4-SAM round trip."""
+
+import pickle
+
+import pytest
+import torch
+import torch.nn as nn
+
+from m4sam_ros.model import (
+    CheckpointError,
+    build_m4sam,
+    load_config,
+    load_m4sam_checkpoint,
+    load_sam2_checkpoint,
+    save_m4sam_checkpoint,
+)
+from m4sam_ros.model.checkpoint import safe_load, trained_state_dict
+
+
+def _perturb_trained(model):
+    """Make every trained tensor non-trivial (B != 0, fusion out != 0, ...)."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def _outputs(model, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    s = model.image_size
+    x = torch.randn(1, 2, 3, s, s, generator=g)
+    d = torch.rand(1, 2, 1, s, s, generator=g)
+    model.eval()
+    with torch.no_grad():
+        enc = model.encode(x[:, 0], d[:, 0])
+        clip = model.forward_clip(x, d)
+    return [enc.coarse_logits, *enc.backbone_out["backbone_fpn"], *clip.values()]
+
+
+def test_official_sam2_checkpoint_loads_strictly(tmp_path):
+    torch.manual_seed(0)
+    src = build_m4sam("m4sam_demo").sam
+    path = tmp_path / "sam2_demo.pt"
+    torch.save({"model": src.state_dict()}, path)
+    torch.manual_seed(1)
+    model = build_m4sam("m4sam_demo", sam2_checkpoint=path)
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.sam.state_dict()[k], v), k
+
+
+def test_renamed_key_fails_naming_it(tmp_path):
+    sd = build_m4sam("m4sam_demo").sam.state_dict()
+    key = "memory_encoder.out_proj.weight"
+    sd["memory_encoder.out_projection.weight"] = sd.pop(key)
+    path = tmp_path / "renamed.pt"
+    torch.save({"model": sd}, path)
+    with pytest.raises(CheckpointError) as e:
+        build_m4sam("m4sam_demo", sam2_checkpoint=path)
+    assert key in str(e.value) and "memory_encoder.out_projection.weight" in str(e.value)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create a file: a stand-in for any code
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_with_code_payload_is_refused(tmp_path):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": _Payload(marker)}, f, protocol=2)
+    torch.save({"model": {"w": torch.zeros(1)}, "x": _Payload(marker)}, tmp_path / "evil2.pt")
+    for p in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(CheckpointError, match="refused"):
+            load_sam2_checkpoint(nn.Linear(1, 1), p)
+        with pytest.raises(CheckpointError, match="refused"):
+            safe_load(p)
+    assert not marker.exists()
+
+
+def test_m4sam_round_trip_demo_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    a = build_m4sam("m4sam_demo")
+    _perturb_trained(a)
+    path = tmp_path / "ckpt" / "m4sam_demo.pt"
+    save_m4sam_checkpoint(a, path, extra={"epoch": 3})
+    assert [p.name for p in path.parent.iterdir()] == ["m4sam_demo.pt"]  # no temp file left
+    torch.manual_seed(1)
+    b = build_m4sam("m4sam_demo", m4sam_checkpoint=path)
+    assert load_m4sam_checkpoint(b, path) == {"epoch": 3}
+    for u, v in zip(_outputs(a), _outputs(b), strict=True):
+        assert torch.equal(u, v)
+
+
+def test_m4sam_round_trip_peft_holds_only_trained_parts(tmp_path):
+    """Hiera-T config: the checkpoint holds adapters/fusion/GMLFF/head only; with the same SAM2
+    weights (official-format file) the rebuilt model gives identical outputs."""
+    s = 64
+    torch.manual_seed(0)
+    a = build_m4sam("m4sam_hiera_t", image_size=s)
+    _perturb_trained(a)
+    sam_path, ckpt_path = tmp_path / "sam2.pt", tmp_path / "m4sam.pt"
+    torch.save({"model": a.sam.state_dict()}, sam_path)
+    save_m4sam_checkpoint(a, ckpt_path)
+    keys = set(torch.load(ckpt_path, weights_only=True)["state_dict"])
+    assert keys and all(k.split(".")[0] in {"adapters", "fusion", "gmlff", "head"} for k in keys)
+    assert keys == set(trained_state_dict(a))
+    torch.manual_seed(1)
+    b = build_m4sam("m4sam_hiera_t", sam2_checkpoint=sam_path, m4sam_checkpoint=ckpt_path,
+                    image_size=s)
+    for u, v in zip(_outputs(a), _outputs(b), strict=True):
+        assert torch.equal(u, v)
+
+
+def test_config_mismatch_refused_naming_setting(tmp_path):
+    path = tmp_path / "m.pt"
+    save_m4sam_checkpoint(build_m4sam("m4sam_demo"), path)
+    cfg = load_config("m4sam_demo")
+    cfg["moe_lora"]["top_k"] = 1
+    other = build_m4sam(cfg)
+    with pytest.raises(CheckpointError, match=r"moe_lora\.top_k: checkpoint=2 model=1"):
+        load_m4sam_checkpoint(other, path)
+    # A resolution change is allowed: the weights do not depend on it.
+    load_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=64), path)
+
+
+def test_not_an_m4sam_checkpoint(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"model": {}}, path)
+    with pytest.raises(CheckpointError, match="not an M4-SAM checkpoint"):
+        load_m4sam_checkpoint(build_m4sam("m4sam_demo"), path)
