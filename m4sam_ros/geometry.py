@@ -1,0 +1,128 @@
+"""3D extent of the salient object from metric depth and pinhole intrinsics. No ROS.
+
+The node turns these into ``~/markers`` and ``~/object_points``; the bag tool can do the same
+offline. Points are in the camera's optical frame (x right, y down, z forward), metres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics of the image the depth is registered to."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_k(cls, k: Sequence[float], width: int, height: int) -> Intrinsics:
+        """From a row-major 3x3 K (sensor_msgs/CameraInfo.k)."""
+        k = [float(v) for v in k]
+        if len(k) != 9:
+            raise ValueError(f"K must have 9 entries, got {len(k)}")
+        if k[0] <= 0 or k[4] <= 0:
+            raise ValueError(f"focal lengths must be positive, got fx={k[0]} fy={k[4]}")
+        return cls(k[0], k[4], k[2], k[5], int(width), int(height))
+
+    def scaled_to(self, width: int, height: int) -> Intrinsics:
+        """The same camera at another resolution (camera_info for a differently sized stream)."""
+        if (width, height) == (self.width, self.height) or self.width <= 0 or self.height <= 0:
+            return Intrinsics(self.fx, self.fy, self.cx, self.cy, width, height)
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5,
+                          (self.cy + 0.5) * sy - 0.5, width, height)
+
+
+@dataclass(frozen=True)
+class Box3D:
+    """Axis-aligned box in the camera frame: centre and edge lengths (metres)."""
+
+    center: tuple[float, float, float]
+    size: tuple[float, float, float]
+    num_points: int
+    score: float | None = None
+
+
+def depth_to_metres(depth: np.ndarray, mm_scale: float = 0.001) -> np.ndarray:
+    """float32 metres with NaN where invalid, from uint16 millimetres (0 = invalid, REP 118
+    16UC1) or float metres (NaN/inf/<= 0 = invalid, 32FC1)."""
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be HxW, got shape {d.shape}")
+    if np.issubdtype(d.dtype, np.integer):
+        out = d.astype(np.float32) * np.float32(mm_scale)
+        out[d == 0] = np.nan
+        return out
+    out = d.astype(np.float32, copy=True)
+    out[~np.isfinite(out) | (out <= 0)] = np.nan
+    return out
+
+
+def backproject(mask: np.ndarray, depth_m: np.ndarray, intr: Intrinsics, stride: int = 1,
+                max_depth: float = float("inf"), region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """(N, 3) float32 points of the pixels where ``mask > 0`` and depth is valid (and below
+    ``max_depth``), every ``stride``-th row and column, optionally inside ``region`` (x0, y0, x1, y1)."""
+    if mask.shape != depth_m.shape:
+        raise ValueError(f"mask {mask.shape} and depth {depth_m.shape} differ in size")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    h, w = mask.shape
+    x0, y0, x1, y1 = region if region is not None else (0, 0, w - 1, h - 1)
+    x0, y0 = max(int(x0), 0), max(int(y0), 0)
+    x1, y1 = min(int(x1), w - 1), min(int(y1), h - 1)
+    if x1 < x0 or y1 < y0:
+        return np.zeros((0, 3), np.float32)
+    vs, us = np.mgrid[y0:y1 + 1:stride, x0:x1 + 1:stride]
+    z = depth_m[vs, us]
+    sel = (mask[vs, us] > 0) & np.isfinite(z) & (z < max_depth)
+    u, v, z = us[sel].astype(np.float32), vs[sel].astype(np.float32), z[sel]
+    x = (u - np.float32(intr.cx)) * z / np.float32(intr.fx)
+    y = (v - np.float32(intr.cy)) * z / np.float32(intr.fy)
+    return np.stack([x, y, z], axis=1).astype(np.float32)
+
+
+def box_from_points(points: np.ndarray, trim: float = 0.02, min_points: int = 10,
+                    score: float | None = None) -> Box3D | None:
+    """Robust axis-aligned box of a point set: the ``trim`` .. 1-``trim`` quantiles per axis, so
+    the flying pixels at depth edges do not stretch it. None with fewer than ``min_points``."""
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    if len(pts) < max(min_points, 1):
+        return None
+    lo = np.quantile(pts, trim, axis=0)
+    hi = np.quantile(pts, 1.0 - trim, axis=0)
+    centre = (lo + hi) / 2
+    size = np.maximum(hi - lo, 1e-3)
+    return Box3D(tuple(float(c) for c in centre), tuple(float(s) for s in size), int(len(pts)), score)
+
+
+def object_boxes_3d(mask: np.ndarray, depth_m: np.ndarray, intr: Intrinsics, boxes2d: Iterable[Any] = (),
+                    stride: int = 2, max_depth: float = float("inf"), trim: float = 0.02,
+                    min_points: int = 10) -> list[Box3D]:
+    """One 3D box per 2D box (salient pixels inside it); the whole mask as one box when there are
+    no 2D boxes. Boxes with too few valid depth points are left out."""
+    out: list[Box3D] = []
+    boxes = list(boxes2d)
+    if not boxes:
+        b = box_from_points(backproject(mask, depth_m, intr, stride, max_depth), trim, min_points)
+        return [b] if b is not None else []
+    for box in boxes:
+        if hasattr(box, "x0"):
+            region = (box.x0, box.y0, box.x1, box.y1)
+            score = getattr(box, "score", None)
+        else:
+            region, score = tuple(box[:4]), (box[4] if len(box) > 4 else None)
+        pts = backproject(mask, depth_m, intr, stride, max_depth, tuple(int(round(v)) for v in region))
+        b = box_from_points(pts, trim, min_points, None if score is None else float(score))
+        if b is not None:
+            out.append(b)
+    return out

@@ -1,0 +1,249 @@
+"""The one importer of cv_bridge, message_filters, sensor_msgs_py and vision_msgs.
+
+On a ROS 2 install the real packages are used. Where they are missing (a pip-only install, CI) an
+API-compatible stand-in takes their place: ``CvBridge`` on ``m4sam_ros.image_codec`` (rosbags-image
+encoding tables, honours ``step``), ``Subscriber``/``ApproximateTimeSynchronizer`` on
+``m4sam_ros.sync.ApproximateTimePairer`` (message_filters' own policy), ``create_cloud_xyz32`` on
+numpy. Nothing outside this module knows which one it got; ``BACKENDS`` says, for the log.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import Image, PointCloud2, PointField
+
+from m4sam_ros.image_codec import (
+    SUPPORTED_ENCODINGS,
+    ImageDecodeError,
+    image_to_numpy,
+    numpy_to_image,
+    to_rgb,
+)
+from m4sam_ros.sync import ApproximateTimePairer
+
+#: Which implementation each optional package resolved to: "ros" (the real package) or "stand-in".
+BACKENDS: dict[str, str] = {}
+
+# --------------------------------------------------------------------------------------- cv_bridge
+try:  # pragma: no cover - only on a ROS install
+    from cv_bridge import CvBridge, CvBridgeError
+
+    BACKENDS["cv_bridge"] = "ros"
+except ImportError:
+    BACKENDS["cv_bridge"] = "stand-in"
+
+    class CvBridgeError(TypeError):  # type: ignore[no-redef]
+        """Raised when a message cannot be converted; cv_bridge's own exception type is a TypeError."""
+
+    class CvBridge:  # type: ignore[no-redef]
+        """cv_bridge.CvBridge's image half, on image_codec (all REP 118 encodings, row padding)."""
+
+        def imgmsg_to_cv2(self, img_msg: Any, desired_encoding: str = "passthrough") -> np.ndarray:
+            """Image -> array; ``desired_encoding`` 'passthrough', 'rgb8', 'bgr8' or the message's own."""
+            try:
+                arr = image_to_numpy(img_msg)
+            except ImageDecodeError as exc:
+                raise CvBridgeError(str(exc)) from exc
+            enc = str(img_msg.encoding)
+            if desired_encoding in ("passthrough", enc):
+                return arr
+            try:
+                if desired_encoding == "rgb8":
+                    return to_rgb(arr, enc)
+                if desired_encoding == "bgr8":
+                    return np.ascontiguousarray(to_rgb(arr, enc)[..., ::-1])
+                if desired_encoding == "mono8" and enc in ("rgb8", "bgr8", "rgba8", "bgra8"):
+                    rgb = to_rgb(arr, enc).astype(np.float32)
+                    return np.round(rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+            except ImageDecodeError as exc:
+                raise CvBridgeError(str(exc)) from exc
+            raise CvBridgeError(f"conversion {enc} -> {desired_encoding} is not supported by the stand-in")
+
+        def cv2_to_imgmsg(self, cvim: np.ndarray, encoding: str = "passthrough", header: Any = None) -> Image:
+            """Array -> Image; 'passthrough' picks the encoding from dtype and channel count."""
+            if encoding == "passthrough":
+                encoding = _encoding_for(np.asarray(cvim))
+            try:
+                msg = numpy_to_image(cvim, encoding, factory=_image_factory)
+            except ImageDecodeError as exc:
+                raise CvBridgeError(str(exc)) from exc
+            if header is not None:
+                msg.header = header
+            return msg
+
+
+def _image_factory(**fields: Any) -> Image:
+    data = fields.pop("data")
+    msg = Image(**fields)
+    msg.data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    return msg
+
+
+def _encoding_for(arr: np.ndarray) -> str:
+    chans = 1 if arr.ndim == 2 else arr.shape[2]
+    table = {(np.dtype(np.uint8), 1): "mono8", (np.dtype(np.uint8), 3): "bgr8",
+             (np.dtype(np.uint8), 4): "bgra8", (np.dtype(np.uint16), 1): "16UC1",
+             (np.dtype(np.float32), 1): "32FC1"}
+    try:
+        return table[(arr.dtype, chans)]
+    except KeyError:
+        raise CvBridgeError(f"no passthrough encoding for dtype {arr.dtype} with {chans} channel(s)") from None
+
+
+# --------------------------------------------------------------------------------- message_filters
+try:  # pragma: no cover - only on a ROS install
+    from message_filters import ApproximateTimeSynchronizer, Subscriber
+
+    BACKENDS["message_filters"] = "ros"
+except ImportError:
+    BACKENDS["message_filters"] = "stand-in"
+
+    class Subscriber:  # type: ignore[no-redef]
+        """message_filters.Subscriber: a subscription whose messages go to registered callbacks."""
+
+        def __init__(self, node: Any, msg_type: Any, topic: str, **kwargs: Any) -> None:
+            self.node = node
+            self.topic = topic
+            self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
+            kwargs.setdefault("qos_profile", 10)
+            self.sub = node.create_subscription(msg_type, topic, self.callback, **kwargs)
+
+        def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
+            conn = len(self.callbacks)
+            self.callbacks[conn] = (cb, args)
+            return conn
+
+        def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
+            for cb, args in list(self.callbacks.values()):
+                cb(*(msg + args))
+
+        def callback(self, msg: Any) -> None:
+            self.signalMessage(msg)
+
+        def getTopic(self) -> str:  # noqa: N802 - real API
+            return self.topic
+
+        def __getattr__(self, key: str) -> Any:
+            if key == "sub":  # not yet set: avoid recursion during __init__
+                raise AttributeError(key)
+            return getattr(self.sub, key)
+
+    class ApproximateTimeSynchronizer:  # type: ignore[no-redef]
+        """message_filters.ApproximateTimeSynchronizer(fs, queue_size, slop) on ApproximateTimePairer."""
+
+        def __init__(self, fs: Sequence[Any], queue_size: int, slop: float,
+                     allow_headerless: bool = False) -> None:
+            self.queue_size = int(queue_size)
+            self.slop = float(slop)
+            self.allow_headerless = allow_headerless
+            self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
+            self.pairer = ApproximateTimePairer(len(fs), queue_size, slop, callback=self.signalMessage)
+            self.input_connections = [f.registerCallback(self.add, None, i) for i, f in enumerate(fs)]
+
+        def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
+            conn = len(self.callbacks)
+            self.callbacks[conn] = (cb, args)
+            return conn
+
+        def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
+            for cb, args in list(self.callbacks.values()):
+                cb(*(msg + args))
+
+        def add(self, msg: Any, my_queue: Any = None, my_queue_index: int | None = None) -> None:
+            """Offers one message of input ``my_queue_index``; headerless messages are ignored."""
+            stamp = getattr(getattr(msg, "header", None), "stamp", None)
+            if stamp is None:
+                return
+            self.pairer.add(int(my_queue_index or 0), stamp_to_ns(stamp), msg)
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds."""
+    if hasattr(stamp, "nanoseconds"):
+        return int(stamp.nanoseconds)
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+# ---------------------------------------------------------------------------------- sensor_msgs_py
+try:  # pragma: no cover - only on a ROS install
+    from sensor_msgs_py.point_cloud2 import create_cloud_xyz32
+
+    BACKENDS["sensor_msgs_py"] = "ros"
+except ImportError:
+    BACKENDS["sensor_msgs_py"] = "stand-in"
+
+    def create_cloud_xyz32(header: Any, points: Any) -> PointCloud2:  # type: ignore[no-redef]
+        """sensor_msgs_py.point_cloud2.create_cloud_xyz32: an unorganised x, y, z float32 cloud."""
+        pts = np.ascontiguousarray(np.asarray(points, dtype=np.float32).reshape(-1, 3))
+        fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, n in enumerate("xyz")]
+        cloud = PointCloud2(header=header, height=1, width=len(pts), fields=fields,
+                            is_bigendian=sys.byteorder == "big", point_step=12,
+                            row_step=12 * len(pts), is_dense=bool(np.isfinite(pts).all()))
+        cloud.data = pts.tobytes()
+        return cloud
+
+
+def cloud_xyz(cloud: Any) -> np.ndarray:
+    """The x, y, z columns of a PointCloud2 as (N, 3) float32 (reader for tests and tools)."""
+    names = {f.name: f.offset for f in cloud.fields}
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3,
+                      "offsets": [names["x"], names["y"], names["z"]], "itemsize": cloud.point_step})
+    rec = np.frombuffer(bytes(cloud.data), dtype=dtype, count=cloud.width * cloud.height)
+    return np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float32)
+
+
+# -------------------------------------------------------------------------------------- vision_msgs
+try:  # pragma: no cover - only on a ROS install with vision_msgs 4.x
+    from vision_msgs.msg import (
+        BoundingBox2D,
+        Detection2D,
+        Detection2DArray,
+        ObjectHypothesisWithPose,
+    )
+
+    HAVE_VISION_MSGS = True
+    BACKENDS["vision_msgs"] = "ros"
+except ImportError:
+    BoundingBox2D = Detection2D = Detection2DArray = ObjectHypothesisWithPose = None  # type: ignore[misc]
+    HAVE_VISION_MSGS = False
+    BACKENDS["vision_msgs"] = "missing"
+
+
+# ------------------------------------------------------------------------------ input validation
+def image_problem(msg: Any, allowed: Sequence[str] = SUPPORTED_ENCODINGS) -> str | None:
+    """Why an Image message cannot be used (a short reason key), or None when it decodes.
+
+    The keys are the node's rejection counters: unsupported_encoding, zero_size, bad_step,
+    bad_data_length. Checked here so that the real cv_bridge and the stand-in reject alike.
+    """
+    enc = str(msg.encoding)
+    if enc not in allowed:
+        return "unsupported_encoding"
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        return "zero_size"
+    _, _, nbytes = _pixel_layout(enc)
+    if step < w * nbytes:
+        return "bad_step"
+    if len(msg.data) != step * h:
+        return "bad_data_length"
+    return None
+
+
+def _pixel_layout(encoding: str) -> tuple[str, int, int]:
+    table = {"rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
+             "mono8": ("u1", 1), "mono16": ("u2", 1), "16UC1": ("u2", 1), "32FC1": ("f4", 1)}
+    kind, chans = table[encoding]
+    return kind, chans, chans * np.dtype(kind).itemsize
+
+
+__all__ = [
+    "BACKENDS", "HAVE_VISION_MSGS", "ApproximateTimeSynchronizer", "BoundingBox2D", "CvBridge",
+    "CvBridgeError", "Detection2D", "Detection2DArray", "ObjectHypothesisWithPose", "Subscriber",
+    "cloud_xyz", "create_cloud_xyz32", "image_problem", "stamp_to_ns",
+]
