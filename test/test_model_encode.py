@@ -173,3 +173,17 @@ def test_preprocess():
     assert dt.shape == (1, 1, 32, 32) and dt.min() >= 0 and dt.max() <= 1
     x = torch.rand(2, 3, 4, 4)
     assert torch.allclose(normalize_rgb(x)[:, 1], (x[:, 1] - 0.456) / 0.224)
+
+
+def test_demo_trains_in_full():
+    torch.manual_seed(0)
+    model = build_m4sam("m4sam_demo").train()
+    x, d = torch.randn(1, 2, 3, 128, 128), torch.rand(1, 2, 1, 128, 128)
+    out = model.forward_clip(x, d)
+    (out["coarse_logits"].mean() + out["memory_logits"].mean() + out["aux_loss"]).backward()
+    trunk = model.sam.image_encoder.trunk
+    assert all(p.grad is not None for p in trunk.blocks[0].attn.qkv.parameters())
+    missing = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None}
+    # Unpicked experts, and SAM2 parts frame 0/1 of a 2-frame clip never use (e.g. the point
+    # prompt embeddings), have no gradient; the trunk and the M4-SAM parts do.
+    assert not any(n.startswith(("sam.image_encoder.trunk", "fusion", "gmlff", "head")) for n in missing)

@@ -137,3 +137,30 @@ def test_expert_group_is_gate_weighted_sum():
     gates, _ = grp.gate(z.mean(dim=(2, 3)))
     dense = sum(gates[:, e].view(-1, 1, 1, 1) * ex(z) for e, ex in enumerate(grp.experts))
     assert torch.allclose(out, dense, atol=1e-6)
+
+
+def test_hook_in_place_add_keeps_gradients_exact():
+    """The hook adds the deltas in place into the qkv output; gradients (to x, the qkv weight and
+    the adapter) must equal those of the out-of-place formula."""
+    torch.manual_seed(0)
+    qkv = nn.Linear(8, 3 * 16)
+    state = ModalityState()
+    ad = QKVAdapter(qkv, state, rank=4).eval()
+    _random_b(ad)
+    handle = qkv.register_forward_hook(ad.hook)
+    x = torch.randn(4, 3, 3, 8, requires_grad=True)
+    r = torch.randn(4, 3, 3, 48)
+    tags = torch.tensor([RGB, DEPTH, RGB, DEPTH])
+    state.tags = tags
+    (qkv(x) * r).sum().backward()
+    got = [x.grad.clone(), qkv.weight.grad.clone(), ad.q.lora_B.weight.grad.clone()]
+    for p in [x, *qkv.parameters(), *ad.parameters()]:
+        p.grad = None
+    handle.remove()
+    dq, _ = ad.q(x, tags)
+    dv, _ = ad.v(x, tags)
+    out = qkv(x) + torch.cat([dq, torch.zeros_like(dq), dv], dim=-1)
+    (out * r).sum().backward()
+    want = [x.grad, qkv.weight.grad, ad.q.lora_B.weight.grad]
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -157,7 +157,11 @@ class MoELoRA(nn.Module):
 
     def forward(self, x: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, H, W, C) spatial tokens; tags: (N,) RGB/DEPTH per sample -> (delta, aux)."""
-        z = self.lora_A(x).permute(0, 3, 1, 2)  # (N, r, H, W)
+        return self.forward_low_rank(self.lora_A(x), tags)
+
+    def forward_low_rank(self, za: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything after A: za = x A^T as (N, H, W, r)."""
+        z = za.permute(0, 3, 1, 2)  # (N, r, H, W): the spatial low-rank map the experts see
         aux = z.new_zeros(())
         mod = torch.zeros_like(z)
         for tag, name in ((RGB, "rgb"), (DEPTH, "depth")):
@@ -170,7 +174,7 @@ class MoELoRA(nn.Module):
         fus, a = self.groups["fusion"](z)
         aux = aux + a
         h = (z + mod + fus).permute(0, 2, 3, 1)
-        return self.lora_B(h) * self.scale, aux
+        return self.lora_B(h * self.scale), aux
 
 
 class ModalityState:
@@ -206,9 +210,15 @@ class QKVAdapter(nn.Module):
             raise RuntimeError(f"qkv batch {n} is not a multiple of {tags.numel()} modality tags")
         # window_partition is sample-major: windows of sample i are contiguous.
         t = tags.repeat_interleave(n // tags.numel())
-        dq, aq = self.q(x, t)
-        dv, av = self.v(x, t)
+        # One pass over x for both A matrices (x is the large tensor here).
+        za = F.linear(x, torch.cat([self.q.lora_A.weight, self.v.lora_A.weight]))
+        zq, zv = za.split([self.q.lora_A.out_features, self.v.lora_A.out_features], dim=-1)
+        dq, aq = self.q.forward_low_rank(zq, t)
+        dv, av = self.v.forward_low_rank(zv, t)
         self._state.aux.append(aq + av)
         w = self.width
-        return torch.cat([output[..., :w] + dq, output[..., w : 2 * w], output[..., 2 * w :] + dv],
-                         dim=-1)
+        # In place on the q and v slices (no copy of the whole qkv output): the Linear's backward
+        # needs its input and weight, never its output, so autograd is unaffected.
+        output[..., :w].add_(dq)
+        output[..., 2 * w :].add_(dv)
+        return output
