@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=256, help="image size for the encode ratio")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ratio-configs", nargs="+", default=["m4sam_hiera_t", "m4sam_hiera_l"])
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in ("m4sam_hiera_t", "m4sam_hiera_l"):
@@ -104,9 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"m4sam_demo: {demo['params']:,} params, checkpoint {demo['checkpoint_bytes'] / 2**20:.2f}"
           f" MiB, {demo['ms_per_frame']:.1f} ms/frame at 128 px (encode + track_step, "
           f"{torch.get_num_threads()} threads)")
-    r = encode_ratio(size=args.size, runs=args.runs)
-    print(f"hiera-t @ {args.size}px: M4-SAM encode (RGB+D) {r['m4sam_encode']:.1f} ms, SAM2 "
-          f"forward_image (RGB) {r['sam2_forward_image']:.1f} ms, ratio {r['ratio']:.2f}")
+    for name in args.ratio_configs:
+        r = encode_ratio(name, size=args.size, runs=args.runs)
+        print(f"{name} @ {args.size}px, batch 1: M4-SAM encode (RGB+D) {r['m4sam_encode']:.1f} ms, "
+              f"SAM2 forward_image (RGB) {r['sam2_forward_image']:.1f} ms, ratio {r['ratio']:.2f}")
 
 
 if __name__ == "__main__":
