@@ -280,10 +280,10 @@ class M4SamNode(LifecycleNode):
         """The StreamingPredictor the parameters describe (or the injected factory's)."""
         if self._predictor_factory is not None:
             return self._predictor_factory(self)
+        cfg, ckpt, sam2 = self._resolve_weights()  # before importing torch-heavy modules: fail fast
         from m4sam_ros.model.checkpoint import CheckpointError
         from m4sam_ros.predictor import StreamingPredictor
 
-        cfg, ckpt, sam2 = self._resolve_weights()
         device = self._device()
         size = int(self.p("image_size")) or None
         thresholds = {attr: self.p(name) for name, attr in PREDICTOR_THRESHOLDS.items()}
@@ -643,3 +643,7 @@ def main(args: list[str] | None = None) -> None:
 
 
 __all__ = ["PARAMS", "ConfigurationError", "M4SamNode", "check_param", "main"]
+
+
+if __name__ == "__main__":
+    main()
