@@ -1,0 +1,62 @@
+"""The one depth normalisation used by training, evaluation, the predictor and the node.
+
+Every depth source becomes the model's ``float32 HxW`` map in ``[0, 1]``:
+
+- ``metric``: RealSense ``16UC1`` millimetres (0 = invalid) or REP 118 ``32FC1`` metres
+  (NaN, +-inf and values <= 0 = invalid). The output is *nearness*: the nearest valid pixel -> 1,
+  the farthest -> 0, using robust per-frame bounds (the 1st and 99th percentiles of the valid
+  depths) so a few outliers do not flatten the map.
+- ``relative``: a benchmark's 8- or 16-bit depth image, already a normalised map in the dataset's
+  own convention; scaled by the dtype's maximum (8-bit / 255, 16-bit / 65535), 0 = invalid.
+
+Invalid pixels are set to 0, the value of "far": a hole in the depth never looks salient, and a
+frame with no valid depth at all becomes all zeros (the RGB branch still works).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+DepthKind = Literal["metric", "relative"]
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.0
+
+
+def valid_depth_mask(depth: np.ndarray) -> np.ndarray:
+    """Pixels that carry a measurement: finite and > 0."""
+    depth = np.asarray(depth)
+    if np.issubdtype(depth.dtype, np.floating):
+        return np.isfinite(depth) & (depth > 0)
+    return depth > 0
+
+
+def normalize_depth(depth: np.ndarray, kind: DepthKind = "metric") -> np.ndarray:
+    """Maps a depth image to the model's [0, 1] map (see the module docstring for the rules)."""
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f"depth must be a non-empty HxW array, got shape {depth.shape}")
+    if not (np.issubdtype(depth.dtype, np.integer) or np.issubdtype(depth.dtype, np.floating)):
+        raise ValueError(f"depth must be an integer or float array, got dtype {depth.dtype}")
+    valid = valid_depth_mask(depth)
+    if kind == "relative":
+        if np.issubdtype(depth.dtype, np.integer):
+            scale = float(np.iinfo(depth.dtype).max)
+        else:
+            scale = 1.0
+        out = np.where(valid, depth.astype(np.float32) / scale, 0.0)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+    if kind != "metric":
+        raise ValueError(f"unknown depth kind {kind!r}; use 'metric' or 'relative'")
+    out = np.zeros(depth.shape, np.float32)
+    if not valid.any():
+        return out
+    values = depth[valid].astype(np.float32)
+    near, far = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    span = max(float(far - near), 1e-6)
+    nearness = 1.0 - (depth.astype(np.float32) - near) / span
+    out[valid] = np.clip(nearness[valid], 0.0, 1.0)
+    return out
