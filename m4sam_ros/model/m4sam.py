@@ -162,12 +162,14 @@ class M4SAM(nn.Module):
                                      current_out)
         return current_out
 
-    def forward_clip(self, images: torch.Tensor, depths: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_clip(self, images: torch.Tensor, depths: torch.Tensor,
+                     cond_masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Differentiable clip forward for training.
 
         images [B,T,3,S,S] normalised, depths [B,T,1,S,S]. All B*T frames are encoded in one
         batch; frame 0 is conditioned by its own pseudo mask (sigmoid(coarse) > 0.5, detached),
-        frames 1..T-1 are tracked from memory. Returns coarse_logits and memory_logits
+        frames 1..T-1 are tracked from memory. ``cond_masks`` [B,1,S,S] replaces frame 0's pseudo
+        mask (training only). Returns coarse_logits and memory_logits
         [B,T,1,S,S], object_score_logits [B,T,1] and aux_loss (scalar)."""
         b, t_len = images.shape[:2]
         s = self.image_size
@@ -182,7 +184,12 @@ class M4SAM(nn.Module):
         mem, scores = [], []
         for t in range(t_len):
             cond = t == 0
-            mask_inputs = (torch.sigmoid(coarse[:, 0].detach()) > 0.5).float() if cond else None
+            mask_inputs = None
+            if cond:
+                pseudo = (torch.sigmoid(coarse[:, 0].detach()) > 0.5).float()
+                # training may condition on ground truth instead (scheduled sampling): the memory
+                # branch then learns to track before the coarse head gives usable pseudo masks
+                mask_inputs = pseudo if cond_masks is None else cond_masks.to(pseudo)
             out = self.track_frame(t, cond, frame(feats, t), frame(pos, t), sizes, mask_inputs,
                                    output_dict, t_len)
             output_dict["cond_frame_outputs" if cond else "non_cond_frame_outputs"][t] = out
@@ -195,6 +202,7 @@ class M4SAM(nn.Module):
             "aux_loss": enc.aux_loss,
         }
 
-    def forward(self, images: torch.Tensor, depths: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, depths: torch.Tensor,
+                cond_masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Alias of forward_clip (so DDP and friends can wrap the model)."""
-        return self.forward_clip(images, depths)
+        return self.forward_clip(images, depths, cond_masks)
