@@ -1,0 +1,195 @@
+"""Data layer: benchmark readers on trees written in their exact layouts, depth normalisation,
+clip sampling with one augmentation per clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from m4sam_ros.data.clips import ClipAugmentation, ClipDataset
+from m4sam_ros.data.datasets import DatasetError, open_videos
+from m4sam_ros.data.depth import normalize_depth
+
+H, W = 24, 32
+
+
+def _frame(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(i)
+    rgb = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    depth = rng.integers(1, 255, (H, W), dtype=np.uint8)
+    gt = np.zeros((H, W), np.uint8)
+    gt[4 + i % 5:14, 6:20] = 255
+    return rgb, depth, gt
+
+
+def _write_video(d: Path, names: tuple[str, str, str], stems: list[str], gt_stems: list[str] | None = None,
+                 exts: tuple[str, str, str] = (".jpg", ".png", ".png")) -> None:
+    for sub in names:
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    for i, stem in enumerate(stems):
+        rgb, depth, gt = _frame(i)
+        cv2.imwrite(str(d / names[0] / f"{stem}{exts[0]}"), rgb[..., ::-1])
+        cv2.imwrite(str(d / names[1] / f"{stem}{exts[1]}"), depth)
+        if gt_stems is None or stem in gt_stems:
+            cv2.imwrite(str(d / names[2] / f"{stem}{exts[2]}"), gt)
+
+
+def test_rdvs_reader_sparse_ground_truth(tmp_path: Path) -> None:
+    stems = [f"img_{i}" for i in (1, 2, 10, 11)]  # natural order: 1, 2, 10, 11
+    _write_video(tmp_path / "test" / "v1", ("rgb", "Depth", "ground-truth"), stems, gt_stems=["img_1", "img_10"])
+    _write_video(tmp_path / "test" / "v0", ("rgb", "Depth", "ground-truth"), stems[:2])
+    videos = open_videos("rdvs", tmp_path, "test")
+    assert [v.name for v in videos] == ["v0", "v1"]
+    v = videos[1]
+    assert v.stems == stems and v.depth_kind == "relative"
+    frames = list(v)
+    assert [f.gt is not None for f in frames] == [True, False, True, False]
+    assert frames[0].rgb.dtype == np.uint8 and frames[0].rgb.shape == (H, W, 3)
+    assert frames[1].depth.shape == (H, W)
+    np.testing.assert_array_equal(frames[2].gt, _frame(2)[2])
+
+
+def test_vidsod_reader_requires_dense_gt(tmp_path: Path) -> None:
+    _write_video(tmp_path / "train" / "a", ("rgb", "depth", "gt"), ["0001", "0002", "0003"], exts=(".png",) * 3)
+    videos = open_videos("vidsod", tmp_path, "train")
+    assert len(videos) == 1 and len(videos[0]) == 3
+    np.testing.assert_array_equal(videos[0][0].rgb, _frame(0)[0])  # png: lossless, RGB order
+    (tmp_path / "train" / "a" / "gt" / "0002.png").unlink()
+    with pytest.raises(DatasetError, match="no ground truth.*0002"):
+        open_videos("vidsod", tmp_path, "train")
+
+
+def test_dvisal_reader_uses_split_files(tmp_path: Path) -> None:
+    for name in ("bear", "cat", "dog"):
+        _write_video(tmp_path / "data" / name, ("RGB", "Depth", "GT"), ["00000", "00005"])
+    (tmp_path / "train.txt").write_text("bear\ndog\n")
+    (tmp_path / "test_all.txt").write_text("cat\n")
+    assert [v.name for v in open_videos("dvisal", tmp_path, "train")] == ["bear", "dog"]
+    assert [v.name for v in open_videos("dvisal", tmp_path, "test_all")] == ["cat"]
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(DatasetError, match="lists no videos"):
+        open_videos("dvisal", tmp_path, "empty")
+    (tmp_path / "bad.txt").write_text("cow\n")
+    with pytest.raises(DatasetError, match="cow"):
+        open_videos("dvisal", tmp_path, "bad")
+
+
+def test_reader_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_videos("vidsod", tmp_path / "nope", "test")
+    (tmp_path / "test").mkdir()
+    with pytest.raises(DatasetError, match="holds no videos"):
+        open_videos("vidsod", tmp_path, "test")
+    d = tmp_path / "test" / "v"
+    _write_video(d, ("rgb", "depth", "gt"), ["1", "2"])
+    (d / "depth" / "2.png").unlink()
+    with pytest.raises(DatasetError, match="no depth frame"):
+        open_videos("vidsod", tmp_path, "test")
+    cv2.imwrite(str(d / "depth" / "2.png"), np.zeros((H + 1, W), np.uint8))
+    video = open_videos("vidsod", tmp_path, "test")[0]
+    with pytest.raises(DatasetError, match="2.png is 32x25"):
+        video[1]
+    (d / "rgb" / "1.jpg").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match="cannot read image"):
+        video[0]
+    broken = tmp_path / "test" / "w"
+    (broken / "rgb").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="missing folder"):
+        open_videos("vidsod", tmp_path, "test")
+
+
+def test_normalize_depth_metric_mm_and_metres() -> None:
+    mm = np.array([[0, 1000, 2000], [3000, 4000, 0]], np.uint16)
+    out = normalize_depth(mm)
+    assert out.dtype == np.float32 and out.shape == mm.shape
+    assert out[0, 0] == 0 and out[1, 2] == 0                  # invalid -> 0 ("far")
+    assert out[0, 1] > out[0, 2] > out[1, 0] > out[1, 1]        # nearer -> larger
+    assert out[0, 1] == pytest.approx(1.0) and out[1, 1] == pytest.approx(0.0)
+    m = mm.astype(np.float32) / 1000.0
+    m[0, 0], m[1, 2] = np.nan, np.inf
+    np.testing.assert_allclose(normalize_depth(m), out, atol=1e-6)
+    m[1, 2] = -np.inf
+    assert normalize_depth(m)[1, 2] == 0
+    assert not normalize_depth(np.zeros((3, 3), np.uint16)).any()  # all invalid -> zeros, no error
+    assert not normalize_depth(np.full((3, 3), np.nan, np.float32)).any()
+
+
+def test_normalize_depth_relative_maps() -> None:
+    d8 = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_allclose(normalize_depth(d8, "relative"), [[0, 0.2, 1.0]], atol=1e-6)
+    d16 = np.array([[0, 65535]], np.uint16)
+    np.testing.assert_allclose(normalize_depth(d16, "relative"), [[0, 1.0]])
+    with pytest.raises(ValueError, match="unknown depth kind"):
+        normalize_depth(d8, "disparity")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty HxW"):
+        normalize_depth(np.zeros((0, 3), np.uint16))
+
+
+def _coded_video(tmp_path: Path, n: int = 6) -> Path:
+    """Frames whose pixels encode (frame, row, col), so any geometric change is visible."""
+    d = tmp_path / "train" / "coded"
+    for sub in ("rgb", "depth", "gt"):
+        (d / sub).mkdir(parents=True)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for t in range(n):
+        rgb = np.stack([xx * 4, yy * 4, np.full_like(xx, 40 * t)], -1).astype(np.uint8)
+        depth = (1000 + 20 * xx + 5 * t).astype(np.uint16)
+        gt = ((xx < 32) * 255).astype(np.uint8)
+        cv2.imwrite(str(d / "rgb" / f"{t:03d}.png"), rgb[..., ::-1])
+        cv2.imwrite(str(d / "depth" / f"{t:03d}.png"), depth)
+        cv2.imwrite(str(d / "gt" / f"{t:03d}.png"), gt)
+    return tmp_path
+
+
+def test_clip_dataset_shapes_and_shared_augmentation(tmp_path: Path) -> None:
+    root = _coded_video(tmp_path)
+    videos = open_videos("synthetic", root, "train")
+    ds = ClipDataset(videos, clip_len=3, stride=2, size=32, augment=True, seed=1)
+    assert len(ds) == 2  # windows 0-2-4 and 1-3-5
+    seen_flip = set()
+    for i in range(len(ds)):
+        for epoch in range(6):
+            ds.set_epoch(epoch)
+            item = ds[i]
+            assert item["images"].shape == (3, 3, 32, 32) and item["depths"].shape == (3, 1, 32, 32)
+            assert item["gts"].shape == (3, 1, 32, 32) and item["gt_valid"].tolist() == [True] * 3
+            assert item["images"].dtype == torch.float32 and 0 <= item["images"].min() <= item["images"].max() <= 1
+            # one geometric transform for the whole clip: the ground truth (same every frame) matches
+            for t in (1, 2):
+                assert torch.equal(item["gts"][t], item["gts"][0])
+            # depth and gt went through the same warp: the object half stays nearer in depth
+            left = item["gts"][0, 0] > 0.5
+            near = item["depths"][0, 0]
+            assert near[left].mean() > near[~left].mean()
+            seen_flip.add(bool(left[:, 0].float().mean() < 0.5))
+            # colour jitter touched RGB only: the depth is the normalised map, bounded and not jittered
+            assert item["depths"].max() <= 1.0
+    assert seen_flip == {True, False}  # flips happen, and not always
+    again = ClipDataset(videos, clip_len=3, stride=2, size=32, augment=True, seed=1)
+    again.set_epoch(5)
+    for k, v in again[1].items():
+        assert torch.equal(v, ds[1][k])  # deterministic given seed, epoch and index
+
+
+def test_clip_augmentation_is_identical_across_frames() -> None:
+    aug = ClipAugmentation.draw(np.random.default_rng(4))
+    img = np.random.default_rng(0).random((40, 50)).astype(np.float32)
+    a = aug.geometric(img, 16, cv2.INTER_NEAREST)
+    b = aug.geometric(img.copy(), 16, cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(a, b)
+    rgb = np.full((4, 4, 3), 0.5, np.float32)
+    assert ClipAugmentation.draw(np.random.default_rng(0), enabled=False).photometric(rgb) == pytest.approx(rgb)
+
+
+def test_clip_dataset_marks_sparse_frames(tmp_path: Path) -> None:
+    _write_video(tmp_path / "train" / "v", ("rgb", "Depth", "ground-truth"), ["1", "2", "3"], gt_stems=["2"])
+    ds = ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=3, size=16, augment=False)
+    item = ds[0]
+    assert item["gt_valid"].tolist() == [False, True, False]
+    assert item["gts"][0].sum() == 0 and item["gts"][1].sum() > 0
+    with pytest.raises(ValueError, match="shorter than one clip"):
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16)
