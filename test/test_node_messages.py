@@ -1,0 +1,70 @@
+"""Result -> message conversion: encodings, headers, markers, clouds; image builders also make
+rosbags messages (the bag tool writes the same bytes the node publishes)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from m4sam_ros.geometry import Box3D
+from m4sam_ros.image_codec import image_to_numpy
+from m4sam_ros.ros import compat, messages
+
+
+@dataclass
+class Box:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+
+def _hdr():
+    h = Header(frame_id="camera_color_optical_frame")
+    h.stamp.sec, h.stamp.nanosec = 12, 345
+    return h
+
+
+def test_mask_saliency_overlay_messages():
+    mask = np.zeros((12, 16), np.uint8)
+    mask[3:8, 4:10] = 255
+    sal = np.linspace(0, 1, 12 * 16, dtype=np.float32).reshape(12, 16)
+    rgb = np.full((12, 16, 3), 100, np.uint8)
+    m, s, o = (messages.mask_msg(mask, _hdr()), messages.saliency_msg(sal, _hdr()),
+               messages.overlay_msg(rgb, mask, [Box(4, 3, 9, 7, 0.7)], _hdr()))
+    assert (m.encoding, s.encoding, o.encoding) == ("mono8", "32FC1", "rgb8")
+    assert m.header == s.header == o.header == _hdr()
+    assert np.array_equal(image_to_numpy(m), mask) and np.array_equal(image_to_numpy(s), sal)
+    ov = image_to_numpy(o)
+    assert ov.shape == (12, 16, 3) and not np.array_equal(ov, rgb)
+    assert messages.detections_msg([Box(0, 0, 1, 1, 0.5)], _hdr()) is None or compat.HAVE_VISION_MSGS
+
+
+def test_image_builders_make_rosbags_messages_too():
+    ts = get_typestore(Stores.ROS2_KILTED)
+    Image = ts.types["sensor_msgs/msg/Image"]
+    Header_, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    hdr = Header_(stamp=Time(sec=1, nanosec=2), frame_id="cam")
+    mask = (np.arange(20, dtype=np.uint8).reshape(4, 5) % 2) * 255
+    msg = messages.mask_msg(mask, hdr, factory=Image)
+    assert isinstance(msg, Image) and msg.header.frame_id == "cam"
+    raw = ts.serialize_cdr(msg, "sensor_msgs/msg/Image")
+    back = ts.deserialize_cdr(raw, "sensor_msgs/msg/Image")
+    assert np.array_equal(image_to_numpy(back), mask)
+
+
+def test_markers_and_points():
+    boxes = [Box3D((0.1, 0.2, 1.5), (0.3, 0.4, 0.2), 100, 0.9), Box3D((0.0, 0.0, 2.0), (0.1, 0.1, 0.1), 50)]
+    arr = messages.markers_msg(boxes, _hdr(), lifetime_s=0.25)
+    assert arr.markers[0].action == Marker.DELETEALL
+    cubes = arr.markers[1:]
+    assert [c.id for c in cubes] == [0, 1] and all(c.type == Marker.CUBE for c in cubes)
+    assert cubes[0].pose.position.z == 1.5 and cubes[0].scale.y == 0.4 and cubes[0].header == _hdr()
+    assert cubes[0].lifetime.sec == 0 and cubes[0].lifetime.nanosec == 250_000_000
+    assert cubes[0].pose.orientation.w == 1.0 and 0 < cubes[0].color.a <= 1
+    pts = np.array([[0, 0, 1], [1, 2, 3]], np.float32)
+    cloud = messages.points_msg(pts, _hdr())
+    assert cloud.header == _hdr() and np.array_equal(compat.cloud_xyz(cloud), pts)
