@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-frames", type=int, default=48)
     p.add_argument("--synthetic-seed", type=int, default=1, help="base seed of the generated training scenes")
     p.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
+    p.add_argument("--stop-after", type=int, help="stop (and save) after this many steps of this invocation "
+                   "(a preemption point; --resume continues the same schedule)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -209,7 +211,7 @@ def train(args: argparse.Namespace) -> Path:
     from tqdm import tqdm
 
     bar = tqdm(total=total_steps, initial=step, disable=rank != 0 or args.quiet, desc="m4sam-train")
-    cond_rng = np.random.default_rng([args.seed, rank, step])
+    first_step = step
     log_file = open(run / LOG, "a") if rank == 0 else None
     try:
         while step < total_steps:
@@ -217,8 +219,10 @@ def train(args: argparse.Namespace) -> Path:
             sampler.set_epoch(epoch)
             dataset.set_epoch(epoch)
             indices = list(sampler)[offset * args.batch_size * args.accum:]
+            # the loader's own generator: creating it must not draw from the global RNG (the gates'
+            # noise), or a resumed run would diverge from an uninterrupted one
             loader = DataLoader(dataset, batch_size=args.batch_size, sampler=indices, num_workers=args.workers,
-                                drop_last=True)
+                                drop_last=True, generator=torch.Generator().manual_seed(args.seed + epoch))
             it = iter(loader)
             while step < total_steps:
                 optimizer.zero_grad(set_to_none=True)
@@ -233,7 +237,9 @@ def train(args: argparse.Namespace) -> Path:
                     depths = batch["depths"].to(device)
                     gts, valid = batch["gts"].to(device), batch["gt_valid"].to(device)
                     cond = None
-                    if cond_rng.random() < args.gt_cond_prob and bool(valid[:, 0].all()):
+                    # drawn from the step alone, so a resumed run makes the same choices
+                    draw = np.random.default_rng([args.seed, rank, step]).random()
+                    if draw < args.gt_cond_prob and bool(valid[:, 0].all()):
                         cond = gts[:, 0]
                     with autocast:
                         outputs = forward(images, depths, cond)
@@ -256,7 +262,8 @@ def train(args: argparse.Namespace) -> Path:
                     bar.set_postfix(loss=f"{sums['total']:.3f}")
                 if step % args.save_every == 0:
                     save()
-                if args.time_limit and time.monotonic() - started > 60 * args.time_limit:
+                out_of_time = args.time_limit and time.monotonic() - started > 60 * args.time_limit
+                if out_of_time or (args.stop_after and step - first_step >= args.stop_after):
                     total_steps = step  # stop here; the schedule state is saved for --resume
     finally:
         bar.close()

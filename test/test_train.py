@@ -1,0 +1,123 @@
+"""m4sam-train: the loss falls, checkpoints load, --resume continues, two gloo processes run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from m4sam_ros.data import synth
+from m4sam_ros.losses import clip_loss, masked_structure_loss
+from m4sam_ros.model import build_m4sam, load_m4sam_checkpoint
+from m4sam_ros.train import main as train_main
+
+SIZE = "64"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthdata")
+    for i in range(2):
+        synth.write_vidsod_layout(synth.generate_video(100 + i, 6, 96, 72), root / "train" / f"v{i}")
+    return root
+
+
+def _args(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["--config", "m4sam_demo", "--dataset", "synthetic", "--data-root", str(root), "--out", str(out),
+            "--image-size", SIZE, "--steps", str(steps), "--batch-size", "2", "--clip-len", "3",
+            "--save-every", "1", "--quiet", "--no-augment", *extra]
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_structure_loss_applies_weights_and_ignores_invalid_frames() -> None:
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:12, 4:12] = 1
+    perfect = (target * 2 - 1) * 20
+    wrong = -perfect
+    valid = torch.tensor([True])
+    assert masked_structure_loss(perfect, target, valid) < 0.01
+    assert masked_structure_loss(wrong, target, valid) > 1.0
+    # an error at the boundary costs more than the same error in the flat background (pixel weights)
+    edge, flat = perfect.clone(), perfect.clone()
+    edge[..., 4, 4:12] = 20 * -1
+    flat[..., 0, 0:8] = 20
+    assert masked_structure_loss(edge, target, valid) > masked_structure_loss(flat, target, valid)
+    # invalid frames contribute nothing, whatever their prediction
+    two = torch.cat([perfect, wrong]).unsqueeze(0)
+    tgt = torch.cat([target, target]).unsqueeze(0)
+    assert masked_structure_loss(two, tgt, torch.tensor([[True, False]])) < 0.01
+    assert masked_structure_loss(two, tgt, torch.tensor([[False, False]])) == 0
+
+
+def test_clip_loss_skips_frame0_memory() -> None:
+    b, t, s = 1, 3, 16
+    gts = torch.zeros(b, t, 1, s, s)
+    gts[..., 4:12, 4:12] = 1
+    good = (gts * 2 - 1) * 20
+    out = {"coarse_logits": good, "memory_logits": good.clone(), "object_score_logits": torch.full((b, t, 1), 10.0),
+           "aux_loss": torch.tensor(0.0)}
+    out["memory_logits"][:, 0] = -good[:, 0]  # frame 0's memory output is the prompt: not supervised
+    parts = clip_loss(out, gts, torch.ones(b, t, dtype=torch.bool))
+    assert parts["memory"] < 0.01 and parts["total"] < 0.05
+
+
+@pytest.fixture(scope="module")
+def reference_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    assert train_main(_args(data_root, run, 4, "--lr-heads", "3e-3", "--lr-adapters", "3e-3")) == 0
+    return run
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(reference_run: Path) -> None:
+    log = _log(reference_run)
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert log[-1]["total"] < log[0]["total"]
+    assert (reference_run / "loss.png").stat().st_size > 0
+    model = build_m4sam("m4sam_demo", image_size=int(SIZE))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    extra = load_m4sam_checkpoint(model, reference_run / "checkpoint.pt")
+    assert extra["step"] == 4
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_continues_the_same_schedule(data_root: Path, reference_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = _args(data_root, run, 4, "--lr-heads", "3e-3", "--lr-adapters", "3e-3")
+    assert train_main([*args, "--stop-after", "2"]) == 0
+    assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 2
+    args[args.index("--out")] = "--resume"
+    assert train_main(args) == 0
+    got, ref = _log(run), _log(reference_run)
+    assert [r["step"] for r in got] == [1, 2, 3, 4]
+    assert [r["lr"] for r in got] == [r["lr"] for r in ref]
+    np.testing.assert_allclose([r["total"] for r in got], [r["total"] for r in ref], rtol=1e-4)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_under_torchrun(data_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "m4sam_ros.train", *_args(data_root, run, 2, "--batch-size", "1")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    assert [r["step"] for r in _log(run)] == [1, 2]
+    args = json.loads((run / "args.json").read_text())
+    assert args["world_size"] == 2
+    assert np.isfinite([r["total"] for r in _log(run)]).all()
