@@ -1,0 +1,355 @@
+"""`m4sam-eval`: score saliency maps on RDVS, ViDSOD-100, DViSal or synthetic scenes.
+
+Three sources of maps, one scorer (``m4sam_ros.metrics``, i.e. PySODMetrics):
+
+- ``--checkpoint CKPT``: runs the streaming predictor (the deployment path) over every video of
+  the split, memory reset per video and every ``--clip-len`` frames (16 = the paper's protocol;
+  0 = never inside a video); ``--output coarse|memory|combined|all`` picks the branch(es).
+- ``--pred-dir DIR``: maps saved by any method as ``DIR[/<dataset>]/<video>/<stem>.png``.
+- ``--baseline depth``: the nearest valid region of the normalised depth (Otsu on the nearness
+  map, largest connected component): what depth alone gives, the bar a model must clear.
+
+Predictions are written as ``OUT/<dataset>/<video>/<stem>.png`` (uint8, GT resolution; with
+``--output all`` under ``OUT/<branch>/<dataset>/...``); only frames with ground truth are scored.
+``OUT/metrics.json`` (scalars), ``OUT/curves.json``, ``OUT/metrics.md`` (paper-style table, datasets
+as column groups) and ``OUT/plots/{pr,f_threshold}_<dataset>.png`` are merged with what earlier
+runs wrote to the same OUT, so methods and datasets accumulate into one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from m4sam_ros.data.datasets import DATASETS, DatasetError, Video, natural_key, open_videos
+from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.metrics import KEYS, PAPER_KEYS, SODMetrics, resize_to, to_uint8
+
+BRANCHES = ("coarse", "memory", "combined")
+PRED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class EvalError(RuntimeError):
+    """A problem with the inputs of an evaluation; the message says which and where."""
+
+
+# ------------------------------------------------------------------------------------ baselines
+
+def depth_baseline(depth01: np.ndarray) -> np.ndarray:
+    """The nearest valid region: Otsu threshold on the nearness of valid pixels, largest component.
+
+    ``depth01`` is ``normalize_depth``'s output (near = 1, invalid = 0). Returns uint8 {0, 255}."""
+    valid = depth01 > 0
+    out = np.zeros(depth01.shape, np.uint8)
+    if valid.sum() < 2:
+        return out
+    near = to_uint8(depth01)
+    values = near[valid].reshape(-1, 1)
+    thr, _ = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = (valid & (near > thr)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return out
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    out[labels == largest] = 255
+    return out
+
+
+# ------------------------------------------------------------------------------------ sources
+
+def _find_prediction(folder: Path, stem: str) -> Path | None:
+    for ext in PRED_EXTENSIONS:
+        p = folder / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """A saved saliency map as uint8 HxW (colour maps are converted to grey, 16-bit scaled)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise EvalError(f"cannot read prediction {path}")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = to_uint8(img.astype(np.float32))
+    return img
+
+
+def _pred_video_dir(pred_dir: Path, dataset: str, video: Video) -> Path:
+    for cand in (pred_dir / dataset / video.name, pred_dir / video.name):
+        if cand.is_dir():
+            return cand
+    raise EvalError(f"no predictions for video {video.name!r}: looked for {pred_dir / dataset / video.name} "
+                    f"and {pred_dir / video.name}")
+
+
+def _gt_frames(video: Video) -> Iterator[int]:
+    return (i for i in range(len(video)) if video.has_gt(i))
+
+
+class PredictorRunner:
+    """Runs the streaming predictor over a video and yields per-branch float maps per frame."""
+
+    def __init__(self, checkpoint: str | Path, config: str | None = None, sam2_checkpoint: str | None = None,
+                 device: str = "cpu", image_size: int | None = None, output: str = "combined") -> None:
+        import torch
+
+        from m4sam_ros.model import build_m4sam
+        from m4sam_ros.model.checkpoint import CheckpointError, safe_load
+
+        ckpt_path = Path(checkpoint)
+        if not ckpt_path.is_file():
+            raise EvalError(f"checkpoint {ckpt_path} does not exist")
+        try:
+            ckpt = safe_load(ckpt_path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+            raise EvalError(f"cannot read checkpoint {ckpt_path}: {exc}") from exc
+        if not isinstance(ckpt, dict) or "config" not in ckpt:
+            raise EvalError(f"{ckpt_path} is not an M4-SAM checkpoint (no config inside)")
+        cfg: Any = config if config is not None else ckpt["config"]
+        try:
+            model = build_m4sam(cfg, sam2_checkpoint=sam2_checkpoint, m4sam_checkpoint=ckpt_path, device=device,
+                                image_size=image_size)
+        except CheckpointError as exc:
+            raise EvalError(str(exc)) from exc
+        from m4sam_ros.predictor import StreamingPredictor
+
+        kwargs: dict[str, Any] = {}
+        params = inspect.signature(StreamingPredictor.__init__).parameters
+        if "output" in params:
+            kwargs["output"] = output if output in BRANCHES else "combined"
+        self.predictor = StreamingPredictor(model, torch.device(device), **kwargs)
+        self._step_params = inspect.signature(self.predictor.step).parameters
+        self.extra = ckpt.get("extra", {})
+
+    def run(self, video: Video, clip_len: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        self.predictor.reset()
+        for i in range(len(video)):
+            if clip_len and i and i % clip_len == 0:
+                self.predictor.reset()
+            frame = video[i]
+            if "depth_kind" in self._step_params:
+                res = self.predictor.step(frame.rgb, frame.depth, depth_kind=video.depth_kind)
+            elif video.depth_kind == "metric":
+                res = self.predictor.step(frame.rgb, frame.depth)
+            else:
+                raise EvalError(f"video {video.name} has {video.depth_kind} depth but StreamingPredictor.step "
+                                "takes no depth_kind")
+            yield i, {"coarse": res.coarse, "memory": res.memory, "combined": res.saliency}
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise EvalError(f"could not write {path}")
+
+
+def evaluate_maps(videos: list[Video], maps: Callable[[Video], Iterator[tuple[int, dict[str, np.ndarray]]]],
+                  methods: list[str], save_dirs: dict[str, Path] | None, progress: bool = True
+                  ) -> dict[str, dict[str, Any]]:
+    """Scores ``maps(video)`` (frame index -> {method: float [0,1] or uint8 map}) against the GT.
+
+    Each map is resized to GT resolution and quantised to uint8 once; that very array is both saved
+    (when ``save_dirs`` names a folder for the method) and scored, so the saved PNGs reproduce the
+    metrics exactly. Returns per-method results (scalars + curves + counts)."""
+    from tqdm import tqdm
+
+    scorers = {m: SODMetrics() for m in methods}
+    counts = {m: 0 for m in methods}
+    for video in tqdm(videos, disable=not progress, desc="m4sam-eval", unit="video"):
+        for i, by_method in maps(video):
+            if not video.has_gt(i):
+                continue
+            frame = video[i]
+            assert frame.gt is not None
+            gt = frame.gt
+            for m in methods:
+                pred = resize_to(to_uint8(by_method[m]), gt.shape[:2])
+                if save_dirs and m in save_dirs:
+                    _write_png(save_dirs[m] / video.name / f"{frame.stem}.png", pred)
+                scorers[m].step(pred, gt)
+                counts[m] += 1
+    out = {}
+    for m in methods:
+        if counts[m] == 0:
+            raise EvalError("no frame with ground truth in the split: nothing to score")
+        out[m] = scorers[m].results(curves=True) | {"videos": len(videos)}
+    return out
+
+
+def _pred_dir_maps(pred_dir: Path, dataset: str, method: str) -> Callable[[Video], Iterator]:
+    def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        folder = _pred_video_dir(pred_dir, dataset, video)
+        for i in _gt_frames(video):
+            stem = video.stems[i]
+            path = _find_prediction(folder, stem)
+            if path is None:
+                raise EvalError(f"missing prediction for {video.name}/{stem} in {folder} "
+                                f"(tried {', '.join(PRED_EXTENSIONS)})")
+            yield i, {method: read_prediction(path)}
+    return maps
+
+
+def _baseline_maps(method: str) -> Callable[[Video], Iterator]:
+    def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        for i in _gt_frames(video):
+            frame = video[i]
+            yield i, {method: depth_baseline(normalize_depth(frame.depth, video.depth_kind))}
+    return maps
+
+
+# ------------------------------------------------------------------------------------ reports
+
+def _load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def markdown_table(metrics: dict[str, dict[str, dict[str, Any]]], keys: tuple[str, ...] = PAPER_KEYS) -> str:
+    """Methods as rows, datasets as column groups (the layout of the paper's table)."""
+    datasets = sorted({d for per in metrics.values() for d in per}, key=lambda d: (d not in DATASETS, d))
+    head = "| method | " + " | ".join(f"{d} {k}" for d in datasets for k in keys) + " |"
+    sep = "|---|" + "---:|" * (len(datasets) * len(keys))
+    rows = [head, sep]
+    for method, per in metrics.items():
+        cells = []
+        for d in datasets:
+            for k in keys:
+                v = per.get(d, {}).get(k)
+                cells.append("–" if v is None else f"{v:.3f}".replace("0.", ".", 1) if abs(v) < 1 else f"{v:.3f}")
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def write_reports(out: Path, dataset: str, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict:
+    """Merges ``results`` into OUT/metrics.json and curves.json, rewrites metrics.md and the plots."""
+    from m4sam_ros.plots import plot_f_threshold, plot_pr_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = _load_json(out / "metrics.json")
+    curves = _load_json(out / "curves.json")
+    for method, r in results.items():
+        metrics.setdefault(method, {})[dataset] = {k: r[k] for k in (*KEYS, "frames", "videos")} | meta
+        curves.setdefault(dataset, {})[method] = {k: r[k] for k in ("precision", "recall", "f_curve", "e_curve")}
+    _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    _atomic_write_text(out / "curves.json", json.dumps(curves))
+    md = ["# m4sam-eval results", "",
+          "S-measure, mean E-measure, adaptive F-measure (beta^2 0.3), MAE (the paper's columns):", "",
+          markdown_table(metrics), "", "All metrics:", "", markdown_table(metrics, KEYS), ""]
+    _atomic_write_text(out / "metrics.md", "\n".join(md))
+    for d, per in curves.items():
+        plot_pr_curves(per, out / "plots" / f"pr_{d}.png", title=f"{d}: precision-recall")
+        plot_f_threshold(per, out / "plots" / f"f_threshold_{d}.png", title=f"{d}: F-measure vs threshold")
+    return metrics
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="m4sam-eval", description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="M4-SAM checkpoint to run through the streaming predictor")
+    src.add_argument("--pred-dir", help="score saved maps DIR[/<dataset>]/<video>/<stem>.png of any method")
+    src.add_argument("--baseline", choices=["depth"], help="score a baseline that needs no model")
+    p.add_argument("--dataset", choices=DATASETS, required=True)
+    p.add_argument("--data-root", required=True, help="dataset root (the layout of --dataset)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="folder for predictions, metrics.json/.md, plots")
+    p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: per video only)")
+    p.add_argument("--output", choices=[*BRANCHES, "all"], default="combined", help="branch(es) to save and score")
+    p.add_argument("--method", help="name in the tables (default: m4sam[-branch], the pred-dir name, depth)")
+    p.add_argument("--config", help="model config; default: the one stored in the checkpoint")
+    p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights the checkpoint's adapters were trained on")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-videos", type=int, help="only the first N videos (quick checks)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Runs one evaluation; returns the per-method results for this dataset."""
+    videos = open_videos(args.dataset, args.data_root, args.split)
+    if args.max_videos:
+        videos = videos[: args.max_videos]
+    if not any(v.has_gt(i) for v in videos for i in range(len(v))):
+        raise EvalError(f"{args.dataset} {args.split} under {args.data_root}: no frame has ground truth")
+    out = Path(args.out)
+    meta: dict[str, Any] = {"split": args.split}
+    t0 = time.perf_counter()
+    if args.pred_dir:
+        pred_dir = Path(args.pred_dir)
+        if not pred_dir.is_dir():
+            raise EvalError(f"--pred-dir {pred_dir} does not exist")
+        method = args.method or pred_dir.name
+        results = evaluate_maps(videos, _pred_dir_maps(pred_dir, args.dataset, method), [method], None,
+                                progress=not args.quiet)
+        meta["source"] = str(pred_dir)
+    elif args.baseline:
+        method = args.method or "depth-baseline"
+        results = evaluate_maps(videos, _baseline_maps(method), [method], {method: out / args.dataset},
+                                progress=not args.quiet)
+        meta["source"] = "depth baseline (Otsu on nearness, largest component)"
+    else:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, args.device, args.image_size,
+                                 args.output)
+        branches = list(BRANCHES) if args.output == "all" else [args.output]
+        base = args.method or "m4sam"
+        names = {b: f"{base}-{b}" if args.output == "all" else base for b in branches}
+        save = {names[b]: (out / b / args.dataset if args.output == "all" else out / args.dataset) for b in branches}
+
+        def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            for i, by_branch in runner.run(video, args.clip_len):
+                yield i, {names[b]: by_branch[b] for b in branches}
+
+        results = evaluate_maps(videos, maps, list(names.values()), save, progress=not args.quiet)
+        meta |= {"source": str(args.checkpoint), "clip_len": args.clip_len}
+    frames = sum(len(v) for v in videos)
+    meta["seconds"] = round(time.perf_counter() - t0, 2)
+    meta["fps"] = round(frames / max(meta["seconds"], 1e-9), 2)
+    write_reports(out, args.dataset, results, meta)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = run(args)
+    except (EvalError, DatasetError) as exc:
+        print(f"m4sam-eval: error: {exc}", file=sys.stderr)
+        return 2
+    for method, r in sorted(results.items(), key=lambda kv: natural_key(kv[0])):
+        print(f"{method} on {args.dataset}/{args.split} ({r['frames']} frames): "
+              + ", ".join(f"{k} {r[k]:.4f}" for k in KEYS))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""m4sam-eval: scores equal PySODMetrics on the saved PNGs; perfect maps score S = 1, MAE = 0."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import py_sod_metrics as psm
+import pytest
+
+from m4sam_ros.data import synth
+from m4sam_ros.evaluate import depth_baseline
+from m4sam_ros.evaluate import main as eval_main
+from m4sam_ros.metrics import KEYS
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("evaldata")
+    for i in range(2):
+        synth.write_vidsod_layout(synth.generate_video(500 + i, 5, 80, 60), root / "test" / f"v{i}")
+    return root
+
+
+def _direct(pred_root: Path, data_root: Path) -> dict[str, float]:
+    """PySODMetrics straight on the saved PNGs, no code of ours in between."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = psm.Fmeasure()
+    sm, em, wfm, mae = psm.Smeasure(), psm.Emeasure(), psm.WeightedFmeasure(), psm.MAE()
+    n = 0
+    for gt_path in sorted(data_root.glob("test/*/gt/*.png")):
+        pred = cv2.imread(str(pred_root / gt_path.parent.parent.name / gt_path.name), cv2.IMREAD_GRAYSCALE)
+        gt = cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE)
+        assert pred is not None and pred.shape == gt.shape
+        for m in (fm, sm, em, wfm, mae):
+            m.step(pred=pred, gt=gt)
+        n += 1
+    f, e = fm.get_results()["fm"], em.get_results()["em"]
+    return {"S": sm.get_results()["sm"], "maxE": e["curve"].max(), "meanE": e["curve"].mean(), "adpE": e["adp"],
+            "maxF": f["curve"].max(), "meanF": f["curve"].mean(), "adpF": f["adp"],
+            "wF": wfm.get_results()["wfm"], "MAE": mae.get_results()["mae"], "frames": n}
+
+
+def _assert_equal(got: dict, ref: dict) -> None:
+    assert got["frames"] == ref["frames"]
+    for k in KEYS:
+        assert got[k] == pytest.approx(float(ref[k]), abs=1e-9), k
+
+
+def test_pred_dir_perfect_prediction(data_root: Path, tmp_path: Path) -> None:
+    preds = tmp_path / "perfect"
+    for gt_dir in data_root.glob("test/*/gt"):
+        shutil.copytree(gt_dir, preds / "synthetic" / gt_dir.parent.name)
+    out = tmp_path / "out"
+    assert eval_main(["--pred-dir", str(preds), "--dataset", "synthetic", "--data-root", str(data_root),
+                      "--out", str(out), "--quiet"]) == 0
+    r = json.loads((out / "metrics.json").read_text())["perfect"]["synthetic"]
+    assert r["S"] == pytest.approx(1.0) and r["MAE"] == 0.0 and r["frames"] == 10
+    assert r["maxF"] == pytest.approx(1.0)
+    md = (out / "metrics.md").read_text()
+    assert "synthetic S" in md and "| perfect |" in md
+    assert (out / "plots" / "pr_synthetic.png").stat().st_size > 0
+    assert (out / "plots" / "f_threshold_synthetic.png").stat().st_size > 0
+
+
+def test_pred_dir_scores_equal_pysodmetrics_and_tables_accumulate(data_root: Path, tmp_path: Path) -> None:
+    preds = tmp_path / "blurry"  # <video>/<stem>.png directly (no dataset level), smaller than the GT
+    for gt_path in data_root.glob("test/*/gt/*.png"):
+        gt = cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE)
+        soft = cv2.GaussianBlur(gt, (9, 9), 3)
+        (preds / gt_path.parent.parent.name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(preds / gt_path.parent.parent.name / gt_path.name), soft)
+    out = tmp_path / "out"
+    common = ["--dataset", "synthetic", "--data-root", str(data_root), "--out", str(out), "--quiet"]
+    assert eval_main(["--pred-dir", str(preds), *common]) == 0
+    assert eval_main(["--baseline", "depth", *common]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"blurry", "depth-baseline"}
+    _assert_equal(metrics["blurry"]["synthetic"], _direct(preds, data_root))
+    # the baseline's maps are saved as OUT/<dataset>/<video>/<stem>.png and reproduce its scores
+    _assert_equal(metrics["depth-baseline"]["synthetic"], _direct(out / "synthetic", data_root))
+    assert metrics["blurry"]["synthetic"]["S"] > metrics["depth-baseline"]["synthetic"]["S"]
+    md = (out / "metrics.md").read_text()
+    assert "| blurry |" in md and "| depth-baseline |" in md
+
+
+def test_clear_errors(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preds = tmp_path / "partial" / "v0"
+    preds.mkdir(parents=True)
+    cv2.imwrite(str(preds / "00000.png"), np.zeros((60, 80), np.uint8))
+    common = ["--dataset", "synthetic", "--out", str(tmp_path / "o"), "--quiet"]
+    assert eval_main(["--pred-dir", str(preds.parent), "--data-root", str(data_root), *common]) == 2
+    assert "missing prediction for v0/00001" in capsys.readouterr().err
+    assert eval_main(["--baseline", "depth", "--data-root", str(tmp_path / "nowhere"), *common]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty" / "test").mkdir(parents=True)
+    assert eval_main(["--baseline", "depth", "--data-root", str(tmp_path / "empty"), *common]) == 2
+    assert "holds no videos" in capsys.readouterr().err
+    assert eval_main(["--checkpoint", str(tmp_path / "none.pt"), "--data-root", str(data_root), *common]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_depth_baseline_keeps_the_largest_near_region() -> None:
+    depth = np.full((40, 60), 0.2, np.float32)
+    depth[5:25, 5:30] = 0.9     # large near region
+    depth[30:35, 45:55] = 0.95  # small, nearer region
+    depth[0:3, 50:60] = 0.0     # invalid pixels are never salient
+    mask = depth_baseline(depth)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    assert (mask[5:25, 5:30] == 255).all() and mask.sum() == 255 * 20 * 25
+    assert not depth_baseline(np.zeros((8, 8), np.float32)).any()
+
