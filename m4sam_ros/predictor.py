@@ -1,0 +1,360 @@
+"""The streaming predictor: one RGB-D frame pair in, mask + saliency + boxes out, memory bounded.
+
+It is the one inference path of the project (node, bag tool, evaluation, benchmark, demo).
+
+- Pseudo-Guided Initialization: the first frame (and any re-initialisation) is a *conditioning*
+  frame whose mask prompt is the model's own coarse mask (SAM2.1 uses a mask input directly as the
+  frame's output); later frames are predicted from SAM2's memory by ``track_step``.
+- Re-initialisation: the object score stays low, or memory and coarse maps disagree (IoU below a
+  threshold), for N frames in a row; or a stamp goes backwards (a looping rosbag).
+- Bounded state: conditioning frames (at most ``max_cond_frames``, oldest dropped) plus the last
+  ``max(num_maskmem - 1, max_obj_ptrs_in_encoder - 1)`` = 15 other frames, each holding only the
+  fields later frames read. SAM2's video predictor keeps every frame forever.
+
+Frame memories are stored as SAM2's video predictor stores them (memory features in bfloat16, one
+shared positional encoding), so the RGB-only parity mode reproduces ``SAM2VideoPredictor``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
+
+log = logging.getLogger(__name__)
+
+#: fields of a frame's output that later frames read (sam2_base._prepare_memory_conditioned_features)
+KEPT_FIELDS = ("maskmem_features", "maskmem_pos_enc", "obj_ptr", "object_score_logits")
+#: track_step caps object pointers at min(num_frames, max_obj_ptrs_in_encoder): a stream is endless
+ENDLESS = 1 << 30
+OUTPUTS = ("memory", "coarse", "combined")
+
+
+class Box(NamedTuple):
+    """A salient region: pixel corners (x1, y1 exclusive) and the mean saliency inside it."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+
+
+@dataclass
+class SaliencyResult:
+    """What one ``step`` returns; maps are at the input image's size."""
+
+    mask: np.ndarray                # uint8 HxW in {0, 255}
+    saliency: np.ndarray            # float32 HxW in [0, 1]: the configured output
+    coarse: np.ndarray              # float32 HxW in [0, 1]: the per-frame coarse map
+    memory: np.ndarray              # float32 HxW in [0, 1]: the memory branch (SAM2 decoder)
+    boxes: list[Box]
+    object_score: float             # sigmoid of SAM2's object score: is the object visible?
+    reinitialized: bool             # this frame was (re-)conditioned on its pseudo mask
+    frame_index: int                # frames since the last reset
+    stamp: float | None
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
+    memory_logits: np.ndarray | None = None  # float32 HxW logits of the memory branch (parity checks)
+
+
+def boxes_from_mask(mask: np.ndarray, saliency: np.ndarray, min_area: int) -> list[Box]:
+    """One box per 8-connected region of ``mask`` with at least ``min_area`` pixels, largest first."""
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    boxes = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        boxes.append((area, Box(x, y, x + w, y + h, float(saliency[labels == i].mean()))))
+    return [b for _, b in sorted(boxes, key=lambda ab: -ab[0])]
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    inter = (a & b).sum().item()
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else inter / union
+
+
+def tensor_nbytes(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of every distinct tensor storage reachable from ``obj`` (dicts, lists, tuples)."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        key = obj.untyped_storage().data_ptr()
+        if key in seen:
+            return 0
+        seen.add(key)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, dict):
+        return sum(tensor_nbytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_nbytes(v, seen) for v in obj)
+    return 0
+
+
+class StreamingPredictor:
+    """Prompt-free RGB-D video salient object detection, one frame at a time."""
+
+    def __init__(self, model: Any, device: str | torch.device = "cpu", *, mask_threshold: float = 0.5,
+                 output: str = "memory", min_box_area: float = 0.001, reinit_score_threshold: float = 0.5,
+                 reinit_low_score_frames: int = 5, reinit_iou_threshold: float = 0.2,
+                 reinit_iou_frames: int = 5, max_cond_frames: int = 4, rgb_only: bool = False,
+                 use_autocast: bool | None = None, compile: bool = False) -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if max_cond_frames < 2:
+            raise ValueError(f"max_cond_frames must be >= 2 (SAM2's memory attention needs it), got {max_cond_frames}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.sam = self.model.sam
+        # as build_sam2_video_predictor sets it: a conditioning mask is binarised before its memory
+        # is encoded (our conditioning masks are binary already; this keeps parity with SAM2's VP)
+        self.sam.binarize_mask_from_pts_for_mem_enc = True
+        self.image_size = int(self.model.image_size)
+        self.output = output
+        self.mask_threshold = float(mask_threshold)
+        self.min_box_area = min_box_area
+        self.reinit_score_threshold = reinit_score_threshold
+        self.reinit_low_score_frames = reinit_low_score_frames
+        self.reinit_iou_threshold = reinit_iou_threshold
+        self.reinit_iou_frames = reinit_iou_frames
+        self.max_cond_frames = max_cond_frames
+        self.rgb_only = rgb_only
+        self.keep_non_cond = max(self.sam.num_maskmem - 1, self.sam.max_obj_ptrs_in_encoder - 1)
+        self.use_autocast = (self.device.type == "cuda") if use_autocast is None else use_autocast
+        self._encode = self.model.encode
+        if compile:
+            if self.device.type != "cuda":
+                raise ValueError("compile=True is for CUDA devices; on CPU leave it off")
+            self._encode = torch.compile(self.model.encode, mode="max-autotune-no-cudagraphs")
+        self._warned_resize = False
+        self.reset()
+
+    # ------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: str | Path | dict | None = None, m4sam_checkpoint: str | Path | None = None,
+                    sam2_checkpoint: str | Path | None = None, device: str = "cpu", image_size: int | None = None,
+                    **kwargs: Any) -> StreamingPredictor:
+        """Builds the model (config name/YAML/dict; None = the checkpoint's own config) and wraps it."""
+        from m4sam_ros.model import build_m4sam
+
+        if config is None:
+            if m4sam_checkpoint is None:
+                raise ValueError("give a model config (e.g. 'm4sam_hiera_t') or an M4-SAM checkpoint that holds one")
+            from m4sam_ros.model.checkpoint import safe_load
+
+            config = safe_load(m4sam_checkpoint)["config"]
+            if image_size is not None:
+                config = dict(config, image_size=image_size)
+                image_size = None
+        model = build_m4sam(config, sam2_checkpoint=sam2_checkpoint, m4sam_checkpoint=m4sam_checkpoint,
+                            device=device, image_size=image_size)
+        return cls(model, device=device, **kwargs)
+
+    def set_thresholds(self, **values: Any) -> None:
+        """Run-time changes (the node's parameters); unknown names are an error."""
+        for name, value in values.items():
+            if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
+                            "reinit_low_score_frames", "reinit_iou_frames", "output"}:
+                raise ValueError(f"unknown threshold {name!r}")
+            setattr(self, name, value)
+
+    # ------------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget everything: the next frame starts fresh."""
+        self._cond: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._non_cond: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._maskmem_pos_enc: list[torch.Tensor] | None = None
+        self._frame_index = 0
+        self._last_stamp: float | None = None
+        self._low_score_run = 0
+        self._disagree_run = 0
+        self._force_reinit = False
+
+    def request_reinit(self) -> None:
+        """Condition the next frame on its pseudo mask again (keeps older conditioning frames)."""
+        self._force_reinit = True
+
+    def state_nbytes(self) -> int:
+        """Bytes of tensors the predictor keeps between frames."""
+        return tensor_nbytes([self._cond, self._non_cond, self._maskmem_pos_enc])
+
+    # ------------------------------------------------------------------------ input
+    def _validate(self, rgb: Any, depth: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        if not isinstance(rgb, np.ndarray):
+            raise ValueError(f"rgb must be a numpy array, got {type(rgb).__name__}")
+        if rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be uint8 (0..255), got {rgb.dtype}; convert with .astype(np.uint8) "
+                             "after scaling")
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"rgb must be HxWx3 (RGB order), got shape {rgb.shape}")
+        if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise ValueError(f"rgb image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        if depth is None:
+            if self.rgb_only:
+                return rgb, None
+            raise ValueError("depth is required (uint16 millimetres or float32 metres); "
+                             "only rgb_only=True runs without it")
+        if not isinstance(depth, np.ndarray):
+            raise ValueError(f"depth must be a numpy array, got {type(depth).__name__}")
+        if depth.ndim == 3 and depth.shape[2] == 1:
+            depth = depth[..., 0]
+        if depth.dtype not in (np.uint16, np.float32, np.float64):
+            raise ValueError(f"depth must be uint16 millimetres (0 = invalid) or float32 metres (NaN = invalid), "
+                             f"got {depth.dtype}")
+        if depth.ndim != 2 or depth.size == 0:
+            raise ValueError(f"depth must be a non-empty HxW array, got shape {depth.shape}")
+        h, w = rgb.shape[:2]
+        if depth.shape != (h, w):
+            dh, dw = depth.shape
+            if abs(dh / dw - h / w) > 0.01 * h / w:
+                raise ValueError(f"depth is {dw}x{dh} but colour is {w}x{h}, a different aspect ratio: register "
+                                 "depth to colour (RealSense: align_depth.enable:=true)")
+            if not self._warned_resize:
+                log.warning("depth is %dx%d, colour %dx%d: resizing depth with nearest neighbour (said once)",
+                            dw, dh, w, h)
+                self._warned_resize = True
+            depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+        return rgb, depth
+
+    # ------------------------------------------------------------------------ inference
+    def step(self, rgb: np.ndarray, depth: np.ndarray | None, stamp: float | None = None) -> SaliencyResult:
+        """One frame pair: ``rgb`` uint8 HxWx3 (RGB order), ``depth`` uint16 mm or float32 m."""
+        t0 = time.perf_counter()
+        rgb, depth = self._validate(rgb, depth)
+        image = rgb_to_tensor(rgb, self.image_size).to(self.device)
+        depth01 = None
+        if depth is not None and not self.rgb_only:
+            depth01 = depth_to_tensor(normalize_depth(depth, "metric"), self.image_size).to(self.device)
+        result = self.step_tensor(image, depth01, rgb.shape[:2], stamp=stamp, t_start=t0)
+        return result
+
+    @torch.inference_mode()
+    def step_tensor(self, image: torch.Tensor, depth01: torch.Tensor | None, orig_hw: tuple[int, int],
+                    stamp: float | None = None, mask_prompt: torch.Tensor | None = None,
+                    t_start: float | None = None) -> SaliencyResult:
+        """The tensor-level step: ``image`` [1,3,S,S] ImageNet-normalised, ``depth01`` [1,1,S,S] or None.
+
+        ``mask_prompt`` [S,S] conditions this frame on a given mask instead of the pseudo mask (the
+        parity test gives SAM2's video predictor and this predictor the same first mask)."""
+        t0 = time.perf_counter() if t_start is None else t_start
+        timings = {"preprocess": (time.perf_counter() - t0) * 1e3}
+        if stamp is not None and self._last_stamp is not None and stamp < self._last_stamp:
+            log.info("stamp went backwards (%.3f -> %.3f s): starting afresh", self._last_stamp, stamp)
+            self.reset()
+        self._last_stamp = stamp
+        h, w = orig_hw
+        t1 = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+            enc = self._encode(image, None if self.rgb_only else depth01)
+            _, feats, pos, sizes = self.sam._prepare_backbone_features(enc.backbone_out)
+        timings["encode"] = (time.perf_counter() - t1) * 1e3
+        coarse_logits = enc.coarse_logits
+        t2 = time.perf_counter()
+        idx = self._frame_index
+        condition = not self._cond or self._force_reinit or mask_prompt is not None
+        if condition:
+            if mask_prompt is not None:
+                mask = mask_prompt.reshape(1, 1, self.image_size, self.image_size).float().to(self.device)
+            elif coarse_logits is not None:
+                mask = (coarse_logits.float() > 0).float()  # sigmoid(coarse) > 0.5
+            else:
+                raise ValueError("RGB-only parity mode has no coarse map: give the first frame a mask_prompt")
+            out = self._condition(idx, feats, pos, sizes, mask)
+        else:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+                out = self.sam.track_step(
+                    frame_idx=idx, is_init_cond_frame=False, current_vision_feats=feats,
+                    current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None, mask_inputs=None,
+                    output_dict=self._output_dict(), num_frames=ENDLESS, track_in_reverse=False,
+                    run_mem_encoder=True)
+            self._store(idx, out, cond=False)
+        timings["track"] = (time.perf_counter() - t2) * 1e3
+        t3 = time.perf_counter()
+        memory_logits = F.interpolate(out["pred_masks"].float(), size=(h, w), mode="bilinear", align_corners=False)
+        memory = torch.sigmoid(memory_logits)[0, 0]
+        object_score = float(torch.sigmoid(out["object_score_logits"].float()).item())
+        if coarse_logits is not None:
+            coarse = torch.sigmoid(F.interpolate(coarse_logits.float(), size=(h, w), mode="bilinear",
+                                                 align_corners=False))[0, 0]
+        else:
+            coarse = memory
+        saliency = {"memory": memory, "coarse": coarse, "combined": (memory + coarse) / 2}[self.output]
+        reinit_next = False
+        if not condition and coarse_logits is not None:
+            reinit_next = self._update_reinit(object_score, out, coarse_logits)
+        self._force_reinit = reinit_next
+        self._frame_index += 1
+        sal = saliency.cpu().numpy().astype(np.float32)
+        mask_np = np.where(sal > self.mask_threshold, 255, 0).astype(np.uint8)
+        min_area = self.min_box_area if self.min_box_area >= 1 else max(1, int(self.min_box_area * h * w))
+        boxes = boxes_from_mask(mask_np, sal, int(min_area))
+        timings["postprocess"] = (time.perf_counter() - t3) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return SaliencyResult(mask=mask_np, saliency=sal, coarse=coarse.cpu().numpy().astype(np.float32),
+                              memory=memory.cpu().numpy().astype(np.float32), boxes=boxes,
+                              object_score=object_score, reinitialized=condition, frame_index=idx,
+                              stamp=stamp, timings=timings,
+                              memory_logits=memory_logits[0, 0].cpu().numpy().astype(np.float32))
+
+    def _output_dict(self) -> dict[str, dict[int, dict[str, Any]]]:
+        return {"cond_frame_outputs": self._cond, "non_cond_frame_outputs": self._non_cond}
+
+    def _condition(self, idx: int, feats: list[torch.Tensor], pos: list[torch.Tensor],
+                   sizes: list[tuple[int, int]], mask: torch.Tensor) -> dict[str, Any]:
+        """A conditioning frame, as SAM2's video predictor makes one from ``add_new_mask``: the mask
+        is the output, and its memory is encoded from that output (``is_mask_from_pts``)."""
+        sam = self.sam
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+            out = sam.track_step(frame_idx=idx, is_init_cond_frame=True, current_vision_feats=feats,
+                                 current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None,
+                                 mask_inputs=mask, output_dict=self._output_dict(), num_frames=ENDLESS,
+                                 track_in_reverse=False, run_mem_encoder=False)
+            high_res = F.interpolate(out["pred_masks"], size=(self.image_size, self.image_size), mode="bilinear",
+                                     align_corners=False)
+            out["maskmem_features"], out["maskmem_pos_enc"] = sam._encode_new_memory(
+                current_vision_feats=feats, feat_sizes=sizes, pred_masks_high_res=high_res,
+                object_score_logits=out["object_score_logits"], is_mask_from_pts=True)
+        # a fresh start: the frames tracked before it belong to the track that failed
+        self._non_cond.clear()
+        self._low_score_run = self._disagree_run = 0
+        self._store(idx, out, cond=True)
+        while len(self._cond) > self.max_cond_frames:
+            self._cond.popitem(last=False)
+        return out
+
+    def _store(self, idx: int, out: dict[str, Any], cond: bool) -> None:
+        """Keeps only what later frames read, as SAM2's video predictor stores it."""
+        pos_enc = out["maskmem_pos_enc"]
+        if pos_enc is not None and self._maskmem_pos_enc is None:
+            self._maskmem_pos_enc = [x[0:1].clone() for x in pos_enc]
+        compact = {
+            "maskmem_features": out["maskmem_features"].to(torch.bfloat16).clone(),
+            "maskmem_pos_enc": self._maskmem_pos_enc,
+            "obj_ptr": out["obj_ptr"].clone(),
+            "object_score_logits": out["object_score_logits"].clone(),
+        }
+        (self._cond if cond else self._non_cond)[idx] = compact
+        while len(self._non_cond) > self.keep_non_cond:
+            self._non_cond.popitem(last=False)
+
+    def _update_reinit(self, object_score: float, out: dict[str, Any], coarse_logits: torch.Tensor) -> bool:
+        """True when the next frame should be conditioned on its pseudo mask again."""
+        self._low_score_run = self._low_score_run + 1 if object_score < self.reinit_score_threshold else 0
+        mem = out["pred_masks_high_res"].float() > 0
+        coarse = coarse_logits.float() > 0
+        iou = _iou(mem, coarse)
+        self._disagree_run = self._disagree_run + 1 if iou < self.reinit_iou_threshold else 0
+        return (self._low_score_run >= self.reinit_low_score_frames
+                or self._disagree_run >= self.reinit_iou_frames)

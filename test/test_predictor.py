@@ -1,0 +1,149 @@
+"""The streaming predictor: parity with SAM2's video predictor, bounded state, reset,
+re-initialisation, input validation, boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from m4sam_ros.data.synth import generate_video
+from m4sam_ros.model import build_m4sam
+from m4sam_ros.predictor import Box, StreamingPredictor, boxes_from_mask
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "m4sam_ros" / "assets" / "demo_model.pt"
+
+
+@pytest.fixture(scope="module")
+def demo_predictor_factory():
+    torch.manual_seed(0)
+    model = build_m4sam("m4sam_demo")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def make(**kw):
+        model.load_state_dict(state)
+        return StreamingPredictor(model, "cpu", **kw)
+    return make
+
+
+def test_parity_with_sam2_video_predictor(tmp_path: Path) -> None:
+    """RGB-only mode + the same first mask reproduces SAM2VideoPredictor's logits (256 px, 20 frames)."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    n, size = 20, 256
+    video = generate_video(21, n, 160, 120)
+    for i, rgb in enumerate(video.rgb):
+        cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), rgb[..., ::-1])
+    torch.manual_seed(0)
+    model = build_m4sam("m4sam_hiera_t", image_size=size)
+    vp = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
+                                    hydra_overrides_extra=[f"++model.image_size={size}"])
+    missing, unexpected = vp.load_state_dict(model.sam.state_dict(), strict=True)
+    assert not missing and not unexpected
+    vp.eval()
+    with torch.inference_mode():
+        state = vp.init_state(str(tmp_path))
+        first_mask = video.gt[0] > 0
+        vp.add_new_mask(state, 0, 1, first_mask)
+        expected = {i: m[0, 0].float().numpy() for i, _, m in vp.propagate_in_video(state)}
+    images = state["images"]
+    assert len(expected) == n
+
+    stream = StreamingPredictor(model, "cpu", rgb_only=True)
+    prompt = F.interpolate(torch.from_numpy(first_mask)[None, None].float(), size=(size, size), mode="bilinear",
+                           align_corners=False, antialias=True) >= 0.5
+    worst = 0.0
+    for i in range(n):
+        res = stream.step_tensor(images[i:i + 1], None, (120, 160), mask_prompt=prompt[0, 0] if i == 0 else None)
+        assert res.reinitialized == (i == 0)
+        diff = np.abs(res.memory_logits - expected[i])
+        # SAM2 marks "no object" pixels with -1024; compare those where either side is a real logit
+        worst = max(worst, float(diff.max()))
+    assert worst < 1e-4, f"max |logit difference| {worst}"
+    # the comparison can fail: another first mask changes the outputs
+    other = StreamingPredictor(model, "cpu", rgb_only=True)
+    res0 = other.step_tensor(images[0:1], None, (120, 160), mask_prompt=~prompt[0, 0])
+    assert np.abs(res0.memory_logits - expected[0]).max() > 1.0
+
+
+def test_state_is_constant_after_warm_up(demo_predictor_factory) -> None:
+    # no re-initialisation: the state then depends only on how many frames it holds
+    p = demo_predictor_factory(reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
+    video = generate_video(5, 60, 96, 72)
+    sizes = []
+    for i in range(60):
+        p.step(video.rgb[i], video.depth[i], stamp=i / 15)
+        sizes.append(p.state_nbytes())
+    warm = 1 + p.keep_non_cond
+    assert p.keep_non_cond == 15
+    assert len(set(sizes[warm:])) == 1, sizes
+    assert sizes[warm - 2] < sizes[warm]  # it did grow while warming up
+    assert len(p._non_cond) == 15 and len(p._cond) == 1
+
+
+def test_reset_starts_fresh(demo_predictor_factory) -> None:
+    p = demo_predictor_factory()
+    video = generate_video(6, 4, 96, 72)
+    first = p.step(video.rgb[0], video.depth[0])
+    p.step(video.rgb[1], video.depth[1])
+    p.reset()
+    assert p.state_nbytes() == 0
+    again = p.step(video.rgb[0], video.depth[0])
+    assert again.reinitialized and again.frame_index == 0
+    np.testing.assert_array_equal(again.mask, first.mask)
+    np.testing.assert_allclose(again.saliency, first.saliency, atol=1e-6)
+
+
+def test_backwards_stamp_restarts(demo_predictor_factory) -> None:
+    p = demo_predictor_factory(reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
+    video = generate_video(7, 6, 96, 72)
+    flags = [p.step(video.rgb[i], video.depth[i], stamp=10.0 + i / 15).reinitialized for i in range(5)]
+    assert flags == [True, False, False, False, False]
+    looped = p.step(video.rgb[5], video.depth[5], stamp=10.0)
+    assert looped.reinitialized and looped.frame_index == 0
+
+
+@pytest.mark.skipif(not DEMO_MODEL.exists(), reason="needs the bundled demo model (m4sam_ros/assets)")
+def test_scene_cut_reinitialises() -> None:
+    p = StreamingPredictor.from_config(None, m4sam_checkpoint=DEMO_MODEL, reinit_iou_frames=2)
+    video = generate_video(31, 40, 160, 120, scene_cuts=1)
+    flags = [p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized for i in range(40)]
+    cut = video.cuts[0]
+    assert flags[0]
+    assert any(flags[cut:cut + 6]), f"no re-initialisation within 6 frames of the cut at {cut}: {flags}"
+    assert sum(flags[1:cut]) <= 2  # a stable scene keeps tracking
+
+
+def test_validation_errors(demo_predictor_factory) -> None:
+    p = demo_predictor_factory()
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    depth = np.full((48, 64), 1000, np.uint16)
+    with pytest.raises(ValueError, match="uint8"):
+        p.step(rgb.astype(np.float32), depth)
+    with pytest.raises(ValueError, match="HxWx3"):
+        p.step(rgb[..., :2], depth)
+    with pytest.raises(ValueError, match="empty"):
+        p.step(np.zeros((0, 64, 3), np.uint8), depth)
+    with pytest.raises(ValueError, match="uint16 millimetres"):
+        p.step(rgb, depth.astype(np.int32))
+    with pytest.raises(ValueError, match="different aspect ratio"):
+        p.step(rgb, np.full((48, 48), 1000, np.uint16))
+    with pytest.raises(ValueError, match="depth is required"):
+        p.step(rgb, None)
+    res = p.step(rgb, np.full((24, 32), 1.0, np.float32))  # half size, same aspect: resized
+    assert res.mask.shape == (48, 64)
+
+
+def test_boxes_from_known_mask() -> None:
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:15, 10:30] = 255     # 200 px
+    mask[25:28, 40:43] = 255    # 9 px: below the minimum
+    mask[20:35, 50:58] = 255    # 120 px
+    sal = np.where(mask > 0, 0.8, 0.1).astype(np.float32)
+    boxes = boxes_from_mask(mask, sal, min_area=20)
+    assert boxes == [Box(10, 5, 30, 15, pytest.approx(0.8)), Box(50, 20, 58, 35, pytest.approx(0.8))]
+    assert boxes_from_mask(np.zeros_like(mask), sal, 1) == []
