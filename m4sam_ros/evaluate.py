@@ -19,7 +19,6 @@ runs wrote to the same OUT, so methods and datasets accumulate into one table.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -128,28 +127,32 @@ class PredictorRunner:
             raise EvalError(str(exc)) from exc
         from m4sam_ros.predictor import StreamingPredictor
 
-        kwargs: dict[str, Any] = {}
-        params = inspect.signature(StreamingPredictor.__init__).parameters
-        if "output" in params:
-            kwargs["output"] = output if output in BRANCHES else "combined"
-        self.predictor = StreamingPredictor(model, torch.device(device), **kwargs)
-        self._step_params = inspect.signature(self.predictor.step).parameters
+        self.predictor = StreamingPredictor(model, torch.device(device),
+                                            output=output if output in BRANCHES else "combined")
+        self.image_size = int(model.image_size)
         self.extra = ckpt.get("extra", {})
 
     def run(self, video: Video, clip_len: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Frame index -> {coarse, memory, combined} float maps at the frame's resolution."""
+        from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
+
         self.predictor.reset()
         for i in range(len(video)):
             if clip_len and i and i % clip_len == 0:
                 self.predictor.reset()
             frame = video[i]
-            if "depth_kind" in self._step_params:
-                res = self.predictor.step(frame.rgb, frame.depth, depth_kind=video.depth_kind)
-            elif video.depth_kind == "metric":
+            if video.depth_kind == "metric":
+                # the deployment path: raw camera depth in, the predictor normalises it
                 res = self.predictor.step(frame.rgb, frame.depth)
             else:
-                raise EvalError(f"video {video.name} has {video.depth_kind} depth but StreamingPredictor.step "
-                                "takes no depth_kind")
-            yield i, {"coarse": res.coarse, "memory": res.memory, "combined": res.saliency}
+                # benchmark depth is relative (a stored image, near = bright): same model call, but
+                # normalised as the dataset's kind, exactly as in training
+                dev = self.predictor.device
+                image = rgb_to_tensor(frame.rgb, self.image_size).to(dev)
+                depth01 = depth_to_tensor(normalize_depth(frame.depth, video.depth_kind), self.image_size).to(dev)
+                res = self.predictor.step_tensor(image, depth01, frame.rgb.shape[:2])
+            memory, coarse = res.memory, res.coarse
+            yield i, {"coarse": coarse, "memory": memory, "combined": (memory + coarse) / 2}
 
 
 # ------------------------------------------------------------------------------------ evaluation

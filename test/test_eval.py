@@ -115,3 +115,44 @@ def test_depth_baseline_keeps_the_largest_near_region() -> None:
     assert (mask[5:25, 5:30] == 255).all() and mask.sum() == 255 * 20 * 25
     assert not depth_baseline(np.zeros((8, 8), np.float32)).any()
 
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight demo model at 64 px in M4-SAM's checkpoint format (what m4sam-train writes)."""
+    import torch
+
+    from m4sam_ros.model import build_m4sam, save_m4sam_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=64), path)
+    return path
+
+
+def test_checkpoint_eval_scores_equal_pysodmetrics_on_saved_pngs(data_root: Path, checkpoint: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert eval_main(["--checkpoint", str(checkpoint), "--dataset", "synthetic", "--data-root", str(data_root),
+                      "--out", str(out), "--output", "all", "--clip-len", "3", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"m4sam-coarse", "m4sam-memory", "m4sam-combined"}
+    for branch in ("coarse", "memory", "combined"):
+        saved = out / branch / "synthetic"
+        assert sorted(p.name for p in saved.iterdir()) == ["v0", "v1"]
+        assert cv2.imread(str(saved / "v0" / "00000.png"), cv2.IMREAD_UNCHANGED).shape == (60, 80)
+        _assert_equal(metrics[f"m4sam-{branch}"]["synthetic"], _direct(saved, data_root))
+        assert metrics[f"m4sam-{branch}"]["synthetic"]["clip_len"] == 3
+    # the branches are different maps, and combined is their mean
+    c = cv2.imread(str(out / "coarse/synthetic/v1/00004.png"), cv2.IMREAD_GRAYSCALE).astype(int)
+    m = cv2.imread(str(out / "memory/synthetic/v1/00004.png"), cv2.IMREAD_GRAYSCALE).astype(int)
+    b = cv2.imread(str(out / "combined/synthetic/v1/00004.png"), cv2.IMREAD_GRAYSCALE).astype(int)
+    assert (c != m).any() and np.abs(b - (c + m) / 2).max() <= 1.0
+
+
+def test_checkpoint_of_another_config_is_refused(data_root: Path, checkpoint: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_main(["--checkpoint", str(checkpoint), "--config", "m4sam_hiera_t", "--image-size", "64",
+                      "--dataset", "synthetic", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
+                      "--quiet"]) == 2
+    assert "another model config" in capsys.readouterr().err
