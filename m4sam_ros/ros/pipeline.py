@@ -1,0 +1,100 @@
+"""The message side of one frame, shared by the live node and the rosbag tool.
+
+``decode_pair``: colour + depth Image messages -> (rgb uint8 HxWx3, depth as sent), or
+:class:`RejectedInput` with the reason key the node counts. ``result_messages``: a SaliencyResult
+-> every enabled output message, all carrying the colour image's header. The node and
+``m4sam-bag`` both call these, so a bag is decoded and converted exactly as live topics are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from m4sam_ros import geometry
+from m4sam_ros.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, to_rgb
+from m4sam_ros.ros import compat, messages
+
+ALL_OUTPUTS = ("mask", "saliency", "overlay", "detections", "markers", "points")
+
+
+class RejectedInput(ValueError):
+    """A pair that cannot be processed; ``reason`` is the counter key, the message says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class OutputSettings:
+    """The publishing parameters (the node's ``config/m4sam.yaml`` entries of the same names)."""
+
+    overlay_alpha: float = 0.45
+    depth_scale: float = 0.001
+    max_depth: float = 10.0
+    points_stride: int = 2
+    marker_min_points: int = 20
+    marker_lifetime: float = 0.5
+
+
+def decode_pair(color: Any, depth: Any, bridge: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validates and converts one colour/depth pair; raises RejectedInput naming the problem."""
+    for name, msg, allowed in (("color", color, COLOR_ENCODINGS), ("depth", depth, DEPTH_ENCODINGS)):
+        problem = compat.image_problem(msg, allowed)
+        if problem:
+            raise RejectedInput(f"{name}_{problem}", f"{name} image {msg.width}x{msg.height} encoding "
+                                f"{msg.encoding!r} step {msg.step} data {len(msg.data)} B; accepted "
+                                f"encodings: {', '.join(allowed)}")
+    try:
+        rgb = to_rgb(bridge.imgmsg_to_cv2(color, "passthrough"), str(color.encoding))
+        d = bridge.imgmsg_to_cv2(depth, "passthrough")
+    except Exception as exc:  # noqa: BLE001 - cv_bridge's errors differ between versions
+        raise RejectedInput("decode_error", str(exc)) from exc
+    if rgb.shape[:2] != d.shape[:2]:
+        raise RejectedInput("size_mismatch", f"colour {rgb.shape[1]}x{rgb.shape[0]} vs depth {d.shape[1]}x"
+                            f"{d.shape[0]}: depth must be registered to colour (RealSense: "
+                            "align_depth.enable:=true)")
+    valid = (d > 0) if np.issubdtype(d.dtype, np.integer) else (np.isfinite(d) & (d > 0))
+    if not valid.any():
+        raise RejectedInput("invalid_depth", "no valid depth pixel in the frame")
+    return rgb, d
+
+
+def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any, camera_info: Any | None,
+                    settings: OutputSettings, wanted: Collection[str] = ALL_OUTPUTS) -> dict[str, Any]:
+    """Every wanted output of one result, keyed like the node's topics (``mask`` -> ``~/mask``).
+
+    Markers and points need ``camera_info``; without it they are left out. A camera_info that
+    cannot describe the image raises RejectedInput("bad_camera_info")."""
+    out: dict[str, Any] = {}
+    if "mask" in wanted:
+        out["mask"] = messages.mask_msg(result.mask, header)
+    if "saliency" in wanted:
+        out["saliency"] = messages.saliency_msg(result.saliency, header)
+    if "overlay" in wanted:
+        out["overlay"] = messages.overlay_msg(rgb, result.mask, result.boxes, header, settings.overlay_alpha)
+    if "detections" in wanted:
+        det = messages.detections_msg(result.boxes, header)
+        if det is not None:  # pragma: no cover - vision_msgs is not installable here
+            out["detections"] = det
+    want_markers, want_points = "markers" in wanted, "points" in wanted
+    if not (want_markers or want_points) or camera_info is None:
+        return out
+    try:
+        intr = geometry.Intrinsics.from_k(camera_info.k, camera_info.width, camera_info.height).scaled_to(
+            depth.shape[1], depth.shape[0])
+    except ValueError as exc:
+        raise RejectedInput("bad_camera_info", str(exc)) from exc
+    depth_m = geometry.depth_to_metres(depth, settings.depth_scale)
+    if want_markers:
+        boxes3d = geometry.object_boxes_3d(result.mask, depth_m, intr, result.boxes, settings.points_stride,
+                                           settings.max_depth, min_points=settings.marker_min_points)
+        out["markers"] = messages.markers_msg(boxes3d, header, settings.marker_lifetime)
+    if want_points:
+        pts = geometry.backproject(result.mask, depth_m, intr, settings.points_stride, settings.max_depth)
+        out["points"] = messages.points_msg(pts, header)
+    return out
