@@ -25,10 +25,17 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from m4sam_ros.data.clips import ClipDataset
-from m4sam_ros.data.datasets import DATASETS, open_videos
+from m4sam_ros.data.datasets import DATASETS, DatasetError, open_videos
 from m4sam_ros.losses import clip_loss
-from m4sam_ros.model import build_m4sam, param_groups, parameter_report, save_m4sam_checkpoint
+from m4sam_ros.model import (
+    CheckpointError,
+    build_m4sam,
+    param_groups,
+    parameter_report,
+    save_m4sam_checkpoint,
+)
 from m4sam_ros.model.preprocess import normalize_rgb
+from m4sam_ros.plots import plot_loss_curve
 
 CHECKPOINT = "checkpoint.pt"
 STATE = "train_state.pt"
@@ -54,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=1)
     p.add_argument("--lr-heads", type=float, default=1e-3)
     p.add_argument("--lr-adapters", type=float, default=1e-4)
+    p.add_argument("--lr-base", type=float, help="own learning rate for the SAM2 image trunk when the config "
+                   "trains the base in full (default: it trains at --lr-heads, in the heads group)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the cosine")
     p.add_argument("--gt-cond-prob", type=float, default=0.5,
@@ -69,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
     p.add_argument("--stop-after", type=int, help="stop (and save) after this many steps of this invocation "
                    "(a preemption point; --resume continues the same schedule)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (1 stays fast on a busy machine)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -92,7 +102,7 @@ def _prepare_data(args: argparse.Namespace, run: Path, rank: int) -> list:
     root = args.data_root
     if root is None:
         if args.dataset != "synthetic":
-            raise SystemExit(f"m4sam-train: error: --data-root is required for {args.dataset}")
+            raise DatasetError(f"--data-root is required for {args.dataset} (only synthetic data is generated)")
         from m4sam_ros.data.synth import generate_video, video_seed, write_vidsod_layout
 
         root = run / "data"
@@ -108,30 +118,19 @@ def _prepare_data(args: argparse.Namespace, run: Path, rank: int) -> list:
     return open_videos(args.dataset, root, args.split)
 
 
-def _plot_losses(log_path: Path, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
-    if not rows:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [r["step"] for r in rows]
-    for key in ("total", "coarse", "memory"):
-        if key in rows[0]:
-            ax.plot(steps, [r[key] for r in rows], label=key, linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+def _param_groups(model: torch.nn.Module, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The model package's groups (adapters / heads); with ``--lr-base`` the image trunk, when it
+    trains, moves out of the heads group into its own."""
+    groups = param_groups(model, args.lr_heads, args.lr_adapters)
+    if args.lr_base is None:
+        return groups
+    trunk = {id(p) for n, p in model.named_parameters() if p.requires_grad and model.parameter_group_of(n) == "sam_trunk"}
+    if not trunk:
+        raise SystemExit("m4sam-train: error: --lr-base given but this config keeps the image trunk frozen")
+    for g in groups:
+        g["params"] = [p for p in g["params"] if id(p) not in trunk]
+    base = [p for p in model.parameters() if id(p) in trunk]
+    return [g for g in groups if g["params"]] + [{"name": "base", "params": base, "lr": args.lr_base}]
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -146,6 +145,8 @@ def train(args: argparse.Namespace) -> Path:
     if device.type == "cuda" and distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run = Path(args.resume or args.out or "runs/m4sam")
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed + rank)
@@ -161,14 +162,21 @@ def train(args: argparse.Namespace) -> Path:
                  + (" and trains in full" if model.config.get("train_base_in_full") else
                     " and stays frozen (pass official weights for a meaningful model)"))
     videos = _prepare_data(args, run, rank)
-    dataset = ClipDataset(videos, clip_len=args.clip_len, stride=args.stride, size=model.image_size,
-                          augment=not args.no_augment, seed=args.seed)
+    try:
+        dataset = ClipDataset(videos, clip_len=args.clip_len, stride=args.stride, size=model.image_size,
+                              augment=not args.no_augment, seed=args.seed)
+    except ValueError as exc:  # e.g. every video shorter than the clip
+        raise DatasetError(f"{args.dataset} {args.split}: {exc}") from exc
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
                                  drop_last=True)
+    if len(sampler) < args.batch_size * args.accum:
+        raise DatasetError(f"{args.dataset} {args.split}: {len(dataset)} clip(s) of {args.clip_len} frames "
+                           f"({len(sampler)} per process) cannot fill one step of --batch-size {args.batch_size} "
+                           f"x --accum {args.accum}; the split is empty or its videos are shorter than the clip")
     per_epoch = max(1, len(sampler) // (args.batch_size * args.accum))
     total_steps = args.steps or per_epoch * args.epochs
 
-    groups = param_groups(model, args.lr_heads, args.lr_adapters)
+    groups = _param_groups(model, args)
     base_lrs = [g["lr"] for g in groups]
     optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -204,7 +212,7 @@ def train(args: argparse.Namespace) -> Path:
         save_m4sam_checkpoint(model, run / CHECKPOINT, extra={"step": step, "args": json.dumps(vars(args))})
         _atomic_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                       "torch_rng": torch.get_rng_state()}, run / STATE)
-        _plot_losses(run / LOG, run / "loss.png")
+        plot_loss_curve(run / LOG, run / "loss.png")
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
     started = time.monotonic()
@@ -250,13 +258,14 @@ def train(args: argparse.Namespace) -> Path:
                 if batch is None:
                     break
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                lrs = [g["lr"] for g in optimizer.param_groups]  # the rates this step used
                 optimizer.step()
                 scheduler.step()
                 step += 1
                 bar.update(1)
                 if log_file:
                     row = {"step": step, **{k: round(v, 6) for k, v in sums.items()},
-                           "lr": [g["lr"] for g in optimizer.param_groups], "s_per_step": time.perf_counter() - t0}
+                           "lr": lrs, "s_per_step": time.perf_counter() - t0}
                     log_file.write(json.dumps(row) + "\n")
                     log_file.flush()
                     bar.set_postfix(loss=f"{sums['total']:.3f}")
@@ -293,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give --out RUN (or --resume RUN)")
     if args.resume and not Path(args.resume).is_dir():
         build_parser().error(f"--resume {args.resume}: no such run folder")
-    train(args)
+    try:
+        train(args)
+    except (DatasetError, CheckpointError) as exc:
+        print(f"m4sam-train: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

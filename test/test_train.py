@@ -121,3 +121,19 @@ def test_two_gloo_processes_under_torchrun(data_root: Path, tmp_path: Path) -> N
     args = json.loads((run / "args.json").read_text())
     assert args["world_size"] == 2
     assert np.isfinite([r["total"] for r in _log(run)]).all()
+
+
+def test_clear_errors(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_main(_args(tmp_path / "nowhere", tmp_path / "a", 1)) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert train_main(_args(data_root, tmp_path / "b", 1, "--clip-len", "7")) == 2  # videos have 6 frames
+    assert "shorter" in capsys.readouterr().err
+    assert train_main(["--config", "m4sam_demo", "--dataset", "rdvs", "--out", str(tmp_path / "c")]) == 2
+    assert "--data-root is required" in capsys.readouterr().err
+
+
+def test_lr_base_gives_the_trunk_its_own_group(data_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train_main(_args(data_root, run, 1, "--lr-base", "2e-4", "--warmup", "0", "--threads", "1")) == 0
+    lrs = _log(run)[0]["lr"]
+    assert len(lrs) == 3 and lrs[-1] == pytest.approx(2e-4, rel=1e-3)
