@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +15,11 @@ import pytest
 import torch
 
 from m4sam_ros.data import synth
+from m4sam_ros.data.clips import ClipDataset
+from m4sam_ros.data.datasets import open_videos
 from m4sam_ros.losses import clip_loss, masked_structure_loss
 from m4sam_ros.model import build_m4sam, load_m4sam_checkpoint
+from m4sam_ros.model.preprocess import normalize_rgb
 from m4sam_ros.train import main as train_main
 
 SIZE = "64"
@@ -71,36 +75,72 @@ def test_clip_loss_skips_frame0_memory() -> None:
     assert parts["memory"] < 0.01 and parts["total"] < 0.05
 
 
+LR = ("--lr-heads", "3e-3", "--lr-adapters", "3e-3")
+
+
 @pytest.fixture(scope="module")
 def reference_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four steps in one go."""
     run = tmp_path_factory.mktemp("ref") / "run"
-    assert train_main(_args(data_root, run, 4, "--lr-heads", "3e-3", "--lr-adapters", "3e-3")) == 0
+    assert train_main(_args(data_root, run, 4, *LR)) == 0
     return run
 
 
-def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(reference_run: Path) -> None:
-    log = _log(reference_run)
-    assert [r["step"] for r in log] == [1, 2, 3, 4]
-    assert log[-1]["total"] < log[0]["total"]
-    assert (reference_run / "loss.png").stat().st_size > 0
+@pytest.fixture(scope="module")
+def interrupted_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same four-step schedule, stopped (and saved) after two steps."""
+    run = tmp_path_factory.mktemp("interrupted") / "run"
+    assert train_main([*_args(data_root, run, 4, *LR), "--stop-after", "2"]) == 0
+    return run
+
+
+def _fixed_batch_loss(model: torch.nn.Module, root: Path) -> float:
+    """The loss of one fixed batch (first two clips, no augmentation, eval mode: no gate noise)."""
+    videos = open_videos("synthetic", root, "train")
+    ds = ClipDataset(videos, clip_len=3, size=int(SIZE), augment=False, seed=0)
+    batch = {k: torch.stack([ds[0][k], ds[1][k]]) for k in ("images", "depths", "gts", "gt_valid")}
+    model.eval()
+    with torch.no_grad():
+        out = model.forward_clip(normalize_rgb(batch["images"]), batch["depths"])
+    return float(clip_loss(out, batch["gts"], batch["gt_valid"])["total"])
+
+
+def test_two_steps_lower_the_loss_on_the_same_batch(interrupted_run: Path, data_root: Path) -> None:
+    assert [r["step"] for r in _log(interrupted_run)] == [1, 2]
+    assert (interrupted_run / "loss.png").stat().st_size > 0
+    torch.manual_seed(3407)  # the training's seed: the very weights it started from
     model = build_m4sam("m4sam_demo", image_size=int(SIZE))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    extra = load_m4sam_checkpoint(model, reference_run / "checkpoint.pt")
-    assert extra["step"] == 4
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    before = _fixed_batch_loss(model, data_root)
+    extra = load_m4sam_checkpoint(model, interrupted_run / "checkpoint.pt")
+    assert extra["step"] == 2
+    after = _fixed_batch_loss(model, data_root)
+    assert after < before - 0.02, (before, after)
 
 
-def test_resume_continues_the_same_schedule(data_root: Path, reference_run: Path, tmp_path: Path) -> None:
+def test_checkpoint_of_another_config_is_refused_on_resume(interrupted_run: Path, data_root: Path,
+                                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
     run = tmp_path / "run"
-    args = _args(data_root, run, 4, "--lr-heads", "3e-3", "--lr-adapters", "3e-3")
-    assert train_main([*args, "--stop-after", "2"]) == 0
+    shutil.copytree(interrupted_run, run)
+    args = _args(data_root, run, 4, *LR, "--config", "m4sam_hiera_t")
+    args[args.index("--out")] = "--resume"
+    assert train_main(args) == 2
+    assert "another model config" in capsys.readouterr().err
+
+
+def test_resume_continues_the_same_schedule(data_root: Path, reference_run: Path, interrupted_run: Path,
+                                            tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run, run)
     assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 2
+    args = _args(data_root, run, 4, *LR)
     args[args.index("--out")] = "--resume"
     assert train_main(args) == 0
     got, ref = _log(run), _log(reference_run)
     assert [r["step"] for r in got] == [1, 2, 3, 4]
     assert [r["lr"] for r in got] == [r["lr"] for r in ref]
     np.testing.assert_allclose([r["total"] for r in got], [r["total"] for r in ref], rtol=1e-4)
+    assert load_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=int(SIZE)), run / "checkpoint.pt")["step"] == 4
 
 
 def _free_port() -> int:
@@ -134,6 +174,6 @@ def test_clear_errors(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_lr_base_gives_the_trunk_its_own_group(data_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert train_main(_args(data_root, run, 1, "--lr-base", "2e-4", "--warmup", "0", "--threads", "1")) == 0
+    assert train_main(_args(data_root, run, 1, "--lr-base", "2e-4", "--warmup", "0", "--threads", str(torch.get_num_threads()))) == 0
     lrs = _log(run)[0]["lr"]
     assert len(lrs) == 3 and lrs[-1] == pytest.approx(2e-4, rel=1e-3)
