@@ -1,0 +1,172 @@
+"""`m4sam-bench`: per-frame time and state size of SAM2's video predictor vs the streaming predictor.
+
+In one process, on the same frames and the same (random) weights:
+
+- ``sam2_vp``: SAM2VideoPredictor, offline, RGB (init_state + add_new_mask + propagate_in_video);
+- ``stream_rgb``: the streaming predictor in RGB-only parity mode, same first mask;
+- ``m4sam``: full M4-SAM RGB-D streaming (both modalities batched through one encoder pass,
+  pseudo-guided start, no prompt).
+
+Times are steady-state medians (first ``--warmup`` frames left out), reported as ratios against
+SAM2VideoPredictor. State sizes are the bytes of tensors each keeps between frames, after warm-up
+and at the last frame (SAM2VP's preloaded video frames are left out of its figure: they are input,
+not memory). ``--memory-only --frames 10000`` soaks the streaming state alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import torch
+import torch.nn.functional as F
+
+from m4sam_ros.data.synth import generate_video
+from m4sam_ros.model import build_m4sam
+from m4sam_ros.predictor import StreamingPredictor, tensor_nbytes
+
+MODEL_SIZES = {"tiny": ("m4sam_hiera_t", "configs/sam2.1/sam2.1_hiera_t.yaml"),
+               "small": ("m4sam_hiera_s", "configs/sam2.1/sam2.1_hiera_s.yaml"),
+               "base_plus": ("m4sam_hiera_b+", "configs/sam2.1/sam2.1_hiera_b+.yaml"),
+               "large": ("m4sam_hiera_l", "configs/sam2.1/sam2.1_hiera_l.yaml")}
+
+
+def _median_ms(times: list[float], warmup: int) -> float:
+    steady = times[warmup:] or times
+    return 1e3 * statistics.median(steady)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _vp_state_bytes(state: dict[str, Any]) -> int:
+    return tensor_nbytes({k: v for k, v in state.items() if k != "images"})
+
+
+def run_bench(size: int = 256, frames: int = 40, device: str = "cpu", model_size: str = "tiny", warmup: int = 5,
+              seed: int = 0, width: int = 320, height: int = 240) -> dict[str, Any]:
+    """Runs the three predictors and returns the figures (the JSON keys of the CLI)."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    if frames <= warmup + 1:
+        raise ValueError(f"--frames must exceed --warmup + 1 ({warmup + 1}), got {frames}")
+    config, sam2_config = MODEL_SIZES[model_size]
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_m4sam(config, device=device, image_size=size)
+    video = generate_video(seed + 4242, frames, width, height)
+    vp = build_sam2_video_predictor(sam2_config, None, device=device,
+                                    hydra_overrides_extra=[f"++model.image_size={size}"])
+    vp.load_state_dict(model.sam.state_dict(), strict=True)
+    vp.eval()
+    warm_frame = min(frames - 1, warmup + 16)  # past SAM2's 16-frame memory window
+    out: dict[str, Any] = {"size": size, "frames": frames, "device": str(dev), "model_size": model_size,
+                           "warmup": warmup, "image": [width, height], "torch_threads": torch.get_num_threads()}
+    first_mask = video.gt[0] > 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, rgb in enumerate(video.rgb):
+            cv2.imwrite(str(Path(tmp) / f"{i:05d}.jpg"), rgb[..., ::-1])
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            state = vp.init_state(tmp)
+            vp.add_new_mask(state, 0, 1, first_mask)
+            times, t_prev = [], time.perf_counter()
+            for i, _, masks in vp.propagate_in_video(state):
+                masks.cpu()
+                _sync(dev)
+                now = time.perf_counter()
+                times.append(now - t_prev)
+                t_prev = now
+                if i == warm_frame:
+                    out["sam2_vp_state_bytes_warm"] = _vp_state_bytes(state)
+            out["sam2_vp_state_bytes_end"] = _vp_state_bytes(state)
+            images = state["images"]
+    out["sam2_vp_ms"] = _median_ms(times[1:], warmup)
+
+    prompt = F.interpolate(torch.from_numpy(first_mask)[None, None].float(), size=(size, size), mode="bilinear",
+                           align_corners=False, antialias=True)[0, 0] >= 0.5
+    stream = StreamingPredictor(model, device, rgb_only=True)
+    times = []
+    for i in range(frames):
+        t0 = time.perf_counter()
+        stream.step_tensor(images[i:i + 1].to(dev), None, (height, width), mask_prompt=prompt if i == 0 else None)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    out["stream_rgb_ms"] = _median_ms(times[1:], warmup)
+
+    m4sam = StreamingPredictor(model, device, reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
+    times = []
+    for i in range(frames):
+        t0 = time.perf_counter()
+        m4sam.step(video.rgb[i], video.depth[i], stamp=i / video.fps)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+        if i == warm_frame:
+            out["stream_state_bytes_warm"] = m4sam.state_nbytes()
+    out["stream_state_bytes_end"] = m4sam.state_nbytes()
+    out["m4sam_ms"] = _median_ms(times[1:], warmup)
+    out["ratio_stream_rgb_vs_sam2_vp"] = out["stream_rgb_ms"] / out["sam2_vp_ms"]
+    out["ratio_m4sam_vs_sam2_vp"] = out["m4sam_ms"] / out["sam2_vp_ms"]
+    return out
+
+
+def run_memory_soak(size: int, frames: int, device: str, model_size: str, seed: int = 0) -> dict[str, Any]:
+    """Streams ``frames`` frames (a looping synthetic video) and records the state size over time."""
+    config, _ = MODEL_SIZES[model_size]
+    torch.manual_seed(seed)
+    predictor = StreamingPredictor(build_m4sam(config, device=device, image_size=size), device,
+                                   reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
+    video = generate_video(seed + 4242, 60, 160, 120)
+    sizes = {}
+    for i in range(frames):
+        predictor.step(video.rgb[i % 60], video.depth[i % 60], stamp=i / 15.0)
+        if i in (16, frames // 2, frames - 1):
+            sizes[i] = predictor.state_nbytes()
+    return {"size": size, "frames": frames, "device": device, "model_size": model_size,
+            "stream_state_bytes_warm": sizes[16], "stream_state_bytes_mid": sizes[frames // 2],
+            "stream_state_bytes_end": sizes[frames - 1]}
+
+
+def _write_json(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="m4sam-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=256, help="model image size (multiple of 32)")
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny")
+    p.add_argument("--warmup", type=int, default=5, help="frames left out of the timing medians")
+    p.add_argument("--memory-only", action="store_true", help="soak: stream --frames frames, report state size")
+    p.add_argument("--json", help="also write the figures here (atomically)")
+    args = p.parse_args(argv)
+    if args.size % 32:
+        p.error(f"--size must be a multiple of 32, got {args.size}")
+    if args.memory_only:
+        if args.frames < 18:
+            p.error("--memory-only needs --frames >= 18 (past the 16-frame memory window)")
+        res = run_memory_soak(args.size, args.frames, args.device, args.model_size)
+    else:
+        res = run_bench(args.size, args.frames, args.device, args.model_size, args.warmup)
+    width = max(len(k) for k in res)
+    for k, v in res.items():
+        print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    if args.json:
+        _write_json(res, Path(args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
