@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for predictions, metrics.json/.md, plots")
     p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: per video only)")
     p.add_argument("--output", choices=[*BRANCHES, "all"], default="combined", help="branch(es) to save and score")
-    p.add_argument("--method", help="name in the tables (default: m4sam[-branch], the pred-dir name, depth)")
+    p.add_argument("--method", help="name in the tables (default: m4sam-<branch>, the pred-dir name, depth-baseline)")
     p.add_argument("--config", help="model config; default: the one stored in the checkpoint")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights the checkpoint's adapters were trained on")
     p.add_argument("--image-size", type=int)
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                                  args.output)
         branches = list(BRANCHES) if args.output == "all" else [args.output]
         base = args.method or "m4sam"
-        names = {b: f"{base}-{b}" if args.output == "all" else base for b in branches}
+        names = {b: f"{base}-{b}" for b in branches}
         save = {names[b]: (out / b / args.dataset if args.output == "all" else out / args.dataset) for b in branches}
 
         def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:

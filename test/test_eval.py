@@ -148,6 +148,14 @@ def test_checkpoint_eval_scores_equal_pysodmetrics_on_saved_pngs(data_root: Path
     m = cv2.imread(str(out / "memory/synthetic/v1/00004.png"), cv2.IMREAD_GRAYSCALE).astype(int)
     b = cv2.imread(str(out / "combined/synthetic/v1/00004.png"), cv2.IMREAD_GRAYSCALE).astype(int)
     assert (c != m).any() and np.abs(b - (c + m) / 2).max() <= 1.0
+    # one branch alone: saved as OUT/<dataset>/<video>/<stem>.png, the same maps as in the "all" run
+    single = tmp_path / "single"
+    assert eval_main(["--checkpoint", str(checkpoint), "--dataset", "synthetic", "--data-root", str(data_root),
+                      "--out", str(single), "--output", "memory", "--clip-len", "3", "--quiet"]) == 0
+    assert set(json.loads((single / "metrics.json").read_text())) == {"m4sam-memory"}
+    for png in (out / "memory" / "synthetic").glob("*/*.png"):
+        again = cv2.imread(str(single / "synthetic" / png.parent.name / png.name), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(again, cv2.imread(str(png), cv2.IMREAD_UNCHANGED)), png
 
 
 def test_checkpoint_of_another_config_is_refused(data_root: Path, checkpoint: Path, tmp_path: Path,
