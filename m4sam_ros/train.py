@@ -43,6 +43,10 @@ LOG = "log.jsonl"
 MIN_LR = 1e-7
 
 
+class TrainError(RuntimeError):
+    """A training run that cannot start as asked; the message says why."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="m4sam-train", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="m4sam_hiera_t", help="model config name or YAML path")
@@ -126,7 +130,7 @@ def _param_groups(model: torch.nn.Module, args: argparse.Namespace) -> list[dict
         return groups
     trunk = {id(p) for n, p in model.named_parameters() if p.requires_grad and model.parameter_group_of(n) == "sam_trunk"}
     if not trunk:
-        raise SystemExit("m4sam-train: error: --lr-base given but this config keeps the image trunk frozen")
+        raise TrainError("--lr-base given but this config keeps the image trunk frozen")
     for g in groups:
         g["params"] = [p for p in g["params"] if id(p) not in trunk]
     base = [p for p in model.parameters() if id(p) in trunk]
@@ -186,9 +190,13 @@ def train(args: argparse.Namespace) -> Path:
         from m4sam_ros.model import load_m4sam_checkpoint
 
         if not (run / STATE).exists():
-            raise SystemExit(f"m4sam-train: error: {run / STATE} missing; is {run} a training run folder?")
-        load_m4sam_checkpoint(model, run / CHECKPOINT)
+            raise TrainError(f"{run / STATE} missing; is {run} a training run folder?")
+        extra = load_m4sam_checkpoint(model, run / CHECKPOINT)
         state = torch.load(run / STATE, map_location=device, weights_only=True)
+        if int(extra.get("step", -1)) != int(state["step"]):
+            # the two files are each written atomically but one after the other: a kill in between
+            raise TrainError(f"{run / CHECKPOINT} is at step {extra.get('step')} but {run / STATE} at step "
+                             f"{state['step']} (the run was killed while saving); copy a consistent pair back")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
@@ -304,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"--resume {args.resume}: no such run folder")
     try:
         train(args)
-    except (DatasetError, CheckpointError) as exc:
+    except (DatasetError, CheckpointError, TrainError) as exc:
         print(f"m4sam-train: error: {exc}", file=sys.stderr)
         return 2
     return 0

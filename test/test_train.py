@@ -126,6 +126,13 @@ def test_checkpoint_of_another_config_is_refused_on_resume(interrupted_run: Path
     args[args.index("--out")] = "--resume"
     assert train_main(args) == 2
     assert "another model config" in capsys.readouterr().err
+    # a run killed between writing its two files is refused, not silently resumed off-schedule
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    torch.save(dict(state, step=1), run / "train_state.pt")
+    args = _args(data_root, run, 4, *LR)
+    args[args.index("--out")] = "--resume"
+    assert train_main(args) == 2
+    assert "killed while saving" in capsys.readouterr().err
 
 
 def test_resume_continues_the_same_schedule(data_root: Path, reference_run: Path, interrupted_run: Path,
