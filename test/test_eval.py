@@ -164,3 +164,29 @@ def test_checkpoint_of_another_config_is_refused(data_root: Path, checkpoint: Pa
                       "--dataset", "synthetic", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
                       "--quiet"]) == 2
     assert "another model config" in capsys.readouterr().err
+
+
+def test_relative_depth_datasets_go_through_the_same_predictor(data_root: Path, tmp_path: Path) -> None:
+    """The ViDSOD layout read as 'vidsod' (relative depth) instead of 'synthetic' (metric depth): the
+    same frames, the depth normalised the other way, so the maps differ; scores still match PNGs."""
+    import torch
+
+    from m4sam_ros.model import build_m4sam, save_m4sam_checkpoint
+
+    torch.manual_seed(1)
+    model = build_m4sam("m4sam_demo", image_size=64)
+    with torch.no_grad():  # the fusion starts as an exact no-op: give depth a say
+        for p in model.fusion.parameters():
+            p.normal_(0.0, 0.5)
+    checkpoint = tmp_path / "depth_matters.pt"
+    save_m4sam_checkpoint(model, checkpoint)
+    outs = {}
+    for dataset in ("synthetic", "vidsod"):
+        outs[dataset] = tmp_path / dataset
+        assert eval_main(["--checkpoint", str(checkpoint), "--dataset", dataset, "--data-root", str(data_root),
+                          "--out", str(outs[dataset]), "--output", "coarse", "--quiet"]) == 0
+    rel = json.loads((outs["vidsod"] / "metrics.json").read_text())["m4sam-coarse"]["vidsod"]
+    _assert_equal(rel, _direct(outs["vidsod"] / "vidsod", data_root))
+    a = cv2.imread(str(outs["synthetic"] / "synthetic/v0/00002.png"), cv2.IMREAD_UNCHANGED)
+    b = cv2.imread(str(outs["vidsod"] / "vidsod/v0/00002.png"), cv2.IMREAD_UNCHANGED)
+    assert a.shape == b.shape and not np.array_equal(a, b)
