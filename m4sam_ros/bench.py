@@ -36,7 +36,8 @@ from m4sam_ros.predictor import StreamingPredictor, tensor_nbytes
 MODEL_SIZES = {"tiny": ("m4sam_hiera_t", "configs/sam2.1/sam2.1_hiera_t.yaml"),
                "small": ("m4sam_hiera_s", "configs/sam2.1/sam2.1_hiera_s.yaml"),
                "base_plus": ("m4sam_hiera_b+", "configs/sam2.1/sam2.1_hiera_b+.yaml"),
-               "large": ("m4sam_hiera_l", "configs/sam2.1/sam2.1_hiera_l.yaml")}
+               "large": ("m4sam_hiera_l", "configs/sam2.1/sam2.1_hiera_l.yaml"),
+               "demo": ("m4sam_demo", None)}  # the shrunk demo model: SAM2 config from its own YAML
 
 
 def _median_ms(times: list[float], warmup: int) -> float:
@@ -65,8 +66,13 @@ def run_bench(size: int = 256, frames: int = 40, device: str = "cpu", model_size
     torch.manual_seed(seed)
     model = build_m4sam(config, device=device, image_size=size)
     video = generate_video(seed + 4242, frames, width, height)
-    vp = build_sam2_video_predictor(sam2_config, None, device=device,
-                                    hydra_overrides_extra=[f"++model.image_size={size}"])
+    overrides = [f"++model.image_size={size}"]
+    if sam2_config is None:
+        from m4sam_ros.model import load_config
+
+        cfg = load_config(config)
+        sam2_config, overrides = cfg["sam2_config"], [*cfg["hydra_overrides"], *overrides]
+    vp = build_sam2_video_predictor(sam2_config, None, device=device, hydra_overrides_extra=overrides)
     vp.load_state_dict(model.sam.state_dict(), strict=True)
     vp.eval()
     warm_frame = min(frames - 1, warmup + 16)  # past SAM2's 16-frame memory window

@@ -109,7 +109,8 @@ class StreamingPredictor:
     def __init__(self, model: Any, device: str | torch.device = "cpu", *, mask_threshold: float = 0.5,
                  output: str = "memory", min_box_area: float = 0.001, reinit_score_threshold: float = 0.5,
                  reinit_low_score_frames: int = 5, reinit_iou_threshold: float = 0.2,
-                 reinit_iou_frames: int = 5, max_cond_frames: int = 4, rgb_only: bool = False,
+                 reinit_iou_frames: int = 5, reinit_cut_threshold: float = 0.3, max_cond_frames: int = 4,
+                 rgb_only: bool = False,
                  use_autocast: bool | None = None, compile: bool = False) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -129,6 +130,7 @@ class StreamingPredictor:
         self.reinit_low_score_frames = reinit_low_score_frames
         self.reinit_iou_threshold = reinit_iou_threshold
         self.reinit_iou_frames = reinit_iou_frames
+        self.reinit_cut_threshold = reinit_cut_threshold
         self.max_cond_frames = max_cond_frames
         self.rgb_only = rgb_only
         self.keep_non_cond = max(self.sam.num_maskmem - 1, self.sam.max_obj_ptrs_in_encoder - 1)
@@ -166,7 +168,7 @@ class StreamingPredictor:
         """Run-time changes (the node's parameters); unknown names are an error."""
         for name, value in values.items():
             if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
-                            "reinit_low_score_frames", "reinit_iou_frames", "output"}:
+                            "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output"}:
                 raise ValueError(f"unknown threshold {name!r}")
             setattr(self, name, value)
 
@@ -181,6 +183,7 @@ class StreamingPredictor:
         self._low_score_run = 0
         self._disagree_run = 0
         self._force_reinit = False
+        self._last_thumb: np.ndarray | None = None
 
     def request_reinit(self) -> None:
         """Condition the next frame on its pseudo mask again (keeps older conditioning frames)."""
@@ -233,6 +236,9 @@ class StreamingPredictor:
         """One frame pair: ``rgb`` uint8 HxWx3 (RGB order), ``depth`` uint16 mm or float32 m."""
         t0 = time.perf_counter()
         rgb, depth = self._validate(rgb, depth)
+        if self._is_scene_cut(rgb):
+            log.info("scene cut at frame %d: conditioning on the pseudo mask again", self._frame_index)
+            self._force_reinit = True
         image = rgb_to_tensor(rgb, self.image_size).to(self.device)
         depth01 = None
         if depth is not None and not self.rgb_only:
@@ -307,6 +313,19 @@ class StreamingPredictor:
                               object_score=object_score, reinitialized=condition, frame_index=idx,
                               stamp=stamp, timings=timings,
                               memory_logits=memory_logits[0, 0].cpu().numpy().astype(np.float32))
+
+    def _is_scene_cut(self, rgb: np.ndarray) -> bool:
+        """A shot boundary: consecutive frames' 32x32 grey thumbnails correlate below the threshold.
+
+        Memory of the previous shot is stale even when the tracker happily follows the new view, so
+        a cut re-conditions the frame. Camera motion and lighting changes keep the correlation high."""
+        grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+        thumb = grey.astype(np.float32).ravel()
+        thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-3)
+        prev, self._last_thumb = self._last_thumb, thumb
+        if prev is None or self.reinit_cut_threshold <= -1:
+            return False
+        return float(np.mean(prev * thumb)) < self.reinit_cut_threshold
 
     def _output_dict(self) -> dict[str, dict[int, dict[str, Any]]]:
         return {"cond_frame_outputs": self._cond, "non_cond_frame_outputs": self._non_cond}

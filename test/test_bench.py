@@ -13,7 +13,7 @@ KEYS = {"sam2_vp_ms", "stream_rgb_ms", "m4sam_ms", "ratio_stream_rgb_vs_sam2_vp"
 
 def test_bench_writes_every_figure(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
-    assert main(["--size", "64", "--frames", "20", "--warmup", "1", "--json", str(out)]) == 0
+    assert main(["--size", "64", "--frames", "20", "--warmup", "1", "--model-size", "demo", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert KEYS <= set(res)
     assert all(res[k] > 0 for k in KEYS)
@@ -26,6 +26,6 @@ def test_bench_writes_every_figure(tmp_path: Path, capsys) -> None:
 
 def test_memory_soak(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
-    assert main(["--size", "64", "--frames", "40", "--memory-only", "--json", str(out)]) == 0
+    assert main(["--size", "64", "--frames", "40", "--memory-only", "--model-size", "demo", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["stream_state_bytes_warm"] == res["stream_state_bytes_mid"] == res["stream_state_bytes_end"]

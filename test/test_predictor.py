@@ -109,13 +109,17 @@ def test_backwards_stamp_restarts(demo_predictor_factory) -> None:
 
 @pytest.mark.skipif(not DEMO_MODEL.exists(), reason="needs the bundled demo model (m4sam_ros/assets)")
 def test_scene_cut_reinitialises() -> None:
-    p = StreamingPredictor.from_config(None, m4sam_checkpoint=DEMO_MODEL, reinit_iou_frames=2)
+    p = StreamingPredictor.from_config(None, m4sam_checkpoint=DEMO_MODEL)
     video = generate_video(31, 40, 160, 120, scene_cuts=1)
-    flags = [p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized for i in range(40)]
+    results = [p.step(video.rgb[i], video.depth[i], stamp=i / 15) for i in range(40)]
+    flags = [r.reinitialized for r in results]
     cut = video.cuts[0]
-    assert flags[0]
-    assert any(flags[cut:cut + 6]), f"no re-initialisation within 6 frames of the cut at {cut}: {flags}"
-    assert sum(flags[1:cut]) <= 2  # a stable scene keeps tracking
+    assert flags[0] and flags[cut], f"cut at {cut}: {flags}"
+    assert sum(flags) == 2  # a stable scene (moving object, jittering camera, occluder) keeps tracking
+    # after the cut the memory holds the new scene: the mask follows the new object
+    after = results[cut + 3].mask > 0
+    truth = video.gt[cut + 3] > 0
+    assert (after & truth).sum() / max((after | truth).sum(), 1) > 0.5
 
 
 def test_validation_errors(demo_predictor_factory) -> None:
