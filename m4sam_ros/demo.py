@@ -181,7 +181,10 @@ def start_node(checkpoint: Path | None, log_path: Path, extra_params: dict[str, 
         cmd += ["-p", f"{k}:={v}"]
     cmd += ["-r", f"color/image_raw:={COLOR_TOPIC}", "-r", f"depth/image_raw:={DEPTH_TOPIC}",
             "-r", f"depth/camera_info:={INFO_TOPIC}"]
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+    # one torch thread: the player/recorder process shares the two cores, and OpenMP threads that
+    # spin-wait for a busy core made inference several times slower than one thread
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS=os.environ.get("M4SAM_NODE_THREADS", "1"))
     log = open(log_path, "w")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
