@@ -98,6 +98,10 @@ class SODMetrics:
         return out
 
 
+MetricAccumulator = SODMetrics
+"""The same accumulator under the name the issue brief uses."""
+
+
 def score_pairs(pairs: list[tuple[np.ndarray, np.ndarray]], curves: bool = False) -> dict[str, Any]:
     """Scores (pred, gt) uint8 pairs in one go (tests, quick checks)."""
     m = SODMetrics()

@@ -84,3 +84,14 @@ def test_input_checks_and_conversions() -> None:
         m.step(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
     assert to_uint8(np.array([[0.0, 0.5, 1.0, 2.0, np.nan]], np.float32)).tolist() == [[0, 128, 255, 255, 0]]
     assert resize_to(np.zeros((10, 20), np.uint8), (30, 40)).shape == (30, 40)
+
+
+def test_metric_accumulator_alias_matches_score_pairs() -> None:
+    from m4sam_ros.metrics import MetricAccumulator
+    acc = MetricAccumulator()
+    gt = _gt()
+    pred = _noisy(gt, 3)
+    acc.step(pred, gt)
+    res = acc.results()
+    ref = score_pairs([(pred, gt)])
+    assert res["S"] == ref["S"] and res["MAE"] == ref["MAE"]
