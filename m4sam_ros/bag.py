@@ -202,7 +202,10 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                 try:
                     rgb, depth = decode_pair(color_msg, depth_msg, bridge)
                     result = predictor.step(rgb, depth, stamp=_stamp_ns(color_msg.header) * 1e-9)
-                    outputs = result_messages(result, rgb, depth, color_msg.header, info_msg, settings, wanted)
+                    outputs, problem = result_messages(result, rgb, depth, color_msg.header, info_msg, settings,
+                                                       wanted)
+                    if problem is not None:
+                        rejected[problem.reason] += 1
                 except RejectedInput as exc:
                     rejected[exc.reason] += 1
                     bar.write(f"skipped pair at {_stamp_ns(color_msg.header)} ns: {exc}")

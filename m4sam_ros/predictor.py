@@ -193,6 +193,16 @@ class StreamingPredictor:
         """Bytes of tensors the predictor keeps between frames."""
         return tensor_nbytes([self._cond, self._non_cond, self._maskmem_pos_enc])
 
+    def max_state_nbytes(self) -> int | None:
+        """The most the state can ever hold: the shared positional encoding plus
+        ``max_cond_frames + 15`` frames' worth (None before the first frame)."""
+        frames = list(self._cond.values()) + list(self._non_cond.values())
+        if not frames:
+            return None
+        shared = tensor_nbytes(self._maskmem_pos_enc)
+        per_frame = tensor_nbytes({k: v for k, v in frames[0].items() if k != "maskmem_pos_enc"})
+        return shared + per_frame * (self.max_cond_frames + self.keep_non_cond)
+
     # ------------------------------------------------------------------------ input
     def _validate(self, rgb: Any, depth: Any) -> tuple[np.ndarray, np.ndarray | None]:
         if not isinstance(rgb, np.ndarray):

@@ -85,6 +85,20 @@ def test_state_is_constant_after_warm_up(demo_predictor_factory) -> None:
     assert len(p._non_cond) == 15 and len(p._cond) == 1
 
 
+def test_state_never_exceeds_its_bound_with_frequent_reinitialisation(demo_predictor_factory) -> None:
+    # random weights: memory and coarse maps disagree, so it re-conditions every other frame
+    p = demo_predictor_factory(reinit_iou_frames=1, reinit_iou_threshold=1.01, max_cond_frames=3)
+    video = generate_video(8, 40, 96, 72)
+    bound, peak, flags = None, 0, []
+    for i in range(40):
+        flags.append(p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized)
+        bound = bound or p.max_state_nbytes()
+        peak = max(peak, p.state_nbytes())
+        assert len(p._cond) <= 3
+    assert sum(flags) >= 15
+    assert peak <= bound
+
+
 def test_reset_starts_fresh(demo_predictor_factory) -> None:
     p = demo_predictor_factory()
     video = generate_video(6, 4, 96, 72)

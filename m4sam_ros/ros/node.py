@@ -37,9 +37,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from m4sam_ros import geometry
-from m4sam_ros.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, to_rgb
-from m4sam_ros.ros import compat, messages
+from m4sam_ros.ros import compat, pipeline
 
 NODE_NAME = "m4sam"
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -474,28 +472,11 @@ class M4SamNode(LifecycleNode):
                                       f"[{self.stats.rejected[reason]} so far]")
 
     def _decode(self, color: Image, depth: Image) -> tuple[np.ndarray, np.ndarray] | None:
-        for name, msg, allowed in (("color", color, COLOR_ENCODINGS), ("depth", depth, DEPTH_ENCODINGS)):
-            problem = compat.image_problem(msg, allowed)
-            if problem:
-                self._reject(f"{name}_{problem}", f"{name} image {msg.width}x{msg.height} "
-                             f"encoding {msg.encoding!r} step {msg.step} data {len(msg.data)} B; "
-                             f"accepted encodings: {', '.join(allowed)}")
-                return None
         try:
-            rgb = to_rgb(self._bridge.imgmsg_to_cv2(color, "passthrough"), str(color.encoding))
-            d = self._bridge.imgmsg_to_cv2(depth, "passthrough")
-        except Exception as exc:  # noqa: BLE001 - cv_bridge's errors differ between versions
-            self._reject("decode_error", str(exc))
+            return pipeline.decode_pair(color, depth, self._bridge)
+        except pipeline.RejectedInput as exc:
+            self._reject(exc.reason, exc.detail)
             return None
-        if rgb.shape[:2] != d.shape[:2]:
-            self._reject("size_mismatch", f"colour {rgb.shape[1]}x{rgb.shape[0]} vs depth {d.shape[1]}x"
-                         f"{d.shape[0]}: depth must be registered to colour (RealSense: align_depth.enable:=true)")
-            return None
-        valid = (d > 0) if np.issubdtype(d.dtype, np.integer) else (np.isfinite(d) & (d > 0))
-        if not valid.any():
-            self._reject("invalid_depth", "no valid depth pixel in the frame")
-            return None
-        return rgb, d
 
     def _process(self, predictor: Any, color: Image, depth: Image) -> None:
         decoded = self._decode(color, depth)
@@ -521,43 +502,24 @@ class M4SamNode(LifecycleNode):
         return pub is not None and bool(self.p(switch)) and pub.get_subscription_count() > 0
 
     def _publish(self, result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any) -> None:
-        """Converts the result to every enabled output, all with the colour image's header."""
-        if self._wants("mask", "publish_mask"):
-            self._pubs["mask"].publish(messages.mask_msg(result.mask, header))
-        if self._wants("saliency", "publish_saliency"):
-            self._pubs["saliency"].publish(messages.saliency_msg(result.saliency, header))
-        if self._wants("overlay", "publish_overlay"):
-            self._pubs["overlay"].publish(messages.overlay_msg(rgb, result.mask, result.boxes, header,
-                                                               float(self.p("overlay_alpha"))))
-        if self._wants("detections", "publish_detections"):  # pragma: no cover - needs vision_msgs
-            self._pubs["detections"].publish(messages.detections_msg(result.boxes, header))
-        want_markers = self._wants("markers", "publish_markers")
-        want_points = self._wants("points", "publish_points")
-        if not (want_markers or want_points):
-            return
+        """Converts the result to every enabled output (shared with m4sam-bag), all with the colour
+        image's header, and publishes them."""
+        switches = {"mask": "publish_mask", "saliency": "publish_saliency", "overlay": "publish_overlay",
+                    "detections": "publish_detections", "markers": "publish_markers", "points": "publish_points"}
+        wanted = [key for key, switch in switches.items() if self._wants(key, switch)]
         info = self._camera_info
-        if info is None:
-            if "no_camera_info" not in self._said_once:
-                self._said_once.add("no_camera_info")
-                self.get_logger().info("no depth/camera_info received yet: ~/markers and ~/object_points "
-                                       "wait for it")
-            return
-        try:
-            intr = geometry.Intrinsics.from_k(info.k, info.width, info.height).scaled_to(
-                depth.shape[1], depth.shape[0])
-        except ValueError as exc:
-            self._reject("bad_camera_info", str(exc))
-            return
-        depth_m = geometry.depth_to_metres(depth, float(self.p("depth_scale")))
-        stride, max_depth = int(self.p("points_stride")), float(self.p("max_depth"))
-        if want_markers:
-            boxes3d = geometry.object_boxes_3d(result.mask, depth_m, intr, result.boxes, stride, max_depth,
-                                               min_points=int(self.p("marker_min_points")))
-            self._pubs["markers"].publish(messages.markers_msg(boxes3d, header,
-                                                               float(self.p("marker_lifetime"))))
-        if want_points:
-            pts = geometry.backproject(result.mask, depth_m, intr, stride, max_depth)
-            self._pubs["points"].publish(messages.points_msg(pts, header))
+        if info is None and ("markers" in wanted or "points" in wanted) and "no_camera_info" not in self._said_once:
+            self._said_once.add("no_camera_info")
+            self.get_logger().info("no depth/camera_info received yet: ~/markers and ~/object_points wait for it")
+        settings = pipeline.OutputSettings(
+            overlay_alpha=float(self.p("overlay_alpha")), depth_scale=float(self.p("depth_scale")),
+            max_depth=float(self.p("max_depth")), points_stride=int(self.p("points_stride")),
+            marker_min_points=int(self.p("marker_min_points")), marker_lifetime=float(self.p("marker_lifetime")))
+        outputs, problem = pipeline.result_messages(result, rgb, depth, header, info, settings, wanted)
+        for key, msg in outputs.items():
+            self._pubs[key].publish(msg)
+        if problem is not None:
+            self._reject(problem.reason, problem.detail)
 
     # ------------------------------------------------------------------------- diagnostics
     def model_state(self) -> str:

@@ -65,11 +65,13 @@ def decode_pair(color: Any, depth: Any, bridge: Any) -> tuple[np.ndarray, np.nda
 
 
 def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any, camera_info: Any | None,
-                    settings: OutputSettings, wanted: Collection[str] = ALL_OUTPUTS) -> dict[str, Any]:
+                    settings: OutputSettings, wanted: Collection[str] = ALL_OUTPUTS
+                    ) -> tuple[dict[str, Any], RejectedInput | None]:
     """Every wanted output of one result, keyed like the node's topics (``mask`` -> ``~/mask``).
 
     Markers and points need ``camera_info``; without it they are left out. A camera_info that
-    cannot describe the image raises RejectedInput("bad_camera_info")."""
+    cannot describe the image leaves them out too and is returned as the problem (the 2D outputs
+    are still good)."""
     out: dict[str, Any] = {}
     if "mask" in wanted:
         out["mask"] = messages.mask_msg(result.mask, header)
@@ -83,12 +85,12 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
             out["detections"] = det
     want_markers, want_points = "markers" in wanted, "points" in wanted
     if not (want_markers or want_points) or camera_info is None:
-        return out
+        return out, None
     try:
         intr = geometry.Intrinsics.from_k(camera_info.k, camera_info.width, camera_info.height).scaled_to(
             depth.shape[1], depth.shape[0])
     except ValueError as exc:
-        raise RejectedInput("bad_camera_info", str(exc)) from exc
+        return out, RejectedInput("bad_camera_info", str(exc))
     depth_m = geometry.depth_to_metres(depth, settings.depth_scale)
     if want_markers:
         boxes3d = geometry.object_boxes_3d(result.mask, depth_m, intr, result.boxes, settings.points_stride,
@@ -97,4 +99,4 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
     if want_points:
         pts = geometry.backproject(result.mask, depth_m, intr, settings.points_stride, settings.max_depth)
         out["points"] = messages.points_msg(pts, header)
-    return out
+    return out, None
