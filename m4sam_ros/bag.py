@@ -3,7 +3,7 @@
 The bag is the node's pipeline run offline: rosbags reads and writes the files, rclpy (de)serialises
 the messages, colour and depth are paired by the same approximate-time policy as the live node
 (``m4sam_ros.sync``), and results become messages through the node's own conversion code
-(``m4sam_ros.ros.messages``). The output holds the input topics plus ``/m4sam/*`` stamped like
+(``m4sam_ros.ros.pipeline``). The output holds the input topics plus ``/m4sam/*`` stamped like
 their colour frames, so ``ros2 bag play OUT`` shows everything in RViz and Foxglove reads it.
 """
 
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import numpy as np  # noqa: E402
+
+from m4sam_ros.atomic import building_dir, building_file  # noqa: E402
 
 DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -84,32 +85,6 @@ def _storage_plugin(name: str) -> Any:
     return {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[name]
 
 
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-class _AtomicOutput:
-    """Writes into a hidden sibling folder; moves it to OUT only when everything succeeded."""
-
-    def __init__(self, out: Path, overwrite: bool) -> None:
-        self.out = out
-        if out.exists() and not overwrite:
-            raise BagError(f"output {out} exists already; remove it or pass --overwrite")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-        self.path = self.tmpdir / out.name
-
-    def commit(self) -> None:
-        if self.out.exists():
-            old = self.tmpdir / (self.out.name + ".old")
-            os.replace(self.out, old)
-        os.replace(self.path, self.out)
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-
 def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any, *,
                 color_topic: str = DEFAULT_COLOR_TOPIC, depth_topic: str = DEFAULT_DEPTH_TOPIC,
                 info_topic: str | None = DEFAULT_INFO_TOPIC, slop_s: float = 0.02, queue_size: int = 10,
@@ -144,10 +119,12 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
         from rosbags.typesys import Stores, get_typestore
 
         typestore = get_typestore(Stores.ROS2_KILTED)
-        out = _AtomicOutput(output_path, overwrite)
-        video_tmp = None
-        try:
-            writer = Writer(out.path, version=9, storage_plugin=_storage_plugin(storage))
+        if output_path.exists() and not overwrite:
+            raise BagError(f"output {output_path} exists already; remove it or pass --overwrite")
+        with ExitStack() as outputs_in_progress:  # all or nothing: renamed into place only on success
+            built = outputs_in_progress.enter_context(building_dir(output_path))
+            video_tmp = outputs_in_progress.enter_context(building_file(video)) if video is not None else None
+            writer = Writer(built, version=9, storage_plugin=_storage_plugin(storage))
             writer.open()
             copied = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data,
                                                   rihs01=c.digest if c.digest.startswith("RIHS01") else None)
@@ -194,25 +171,25 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                     color_count += 1
                 else:
                     depth_count += 1
-                pair = pairer.add(index, _stamp_ns(msg.header), (msg, logtime))
+                pair = pairer.add(index, compat.stamp_to_ns(msg.header.stamp), (msg, logtime))
                 if pair is None:
                     continue
                 summary.pairs += 1
                 (color_msg, color_time), (depth_msg, _) = pair
                 try:
                     rgb, depth = decode_pair(color_msg, depth_msg, bridge)
-                    result = predictor.step(rgb, depth, stamp=_stamp_ns(color_msg.header) * 1e-9)
+                    result = predictor.step(rgb, depth, stamp=compat.stamp_to_ns(color_msg.header.stamp) * 1e-9)
                     outputs, problem = result_messages(result, rgb, depth, color_msg.header, info_msg, settings,
                                                        wanted)
                     if problem is not None:
                         rejected[problem.reason] += 1
                 except RejectedInput as exc:
                     rejected[exc.reason] += 1
-                    bar.write(f"skipped pair at {_stamp_ns(color_msg.header)} ns: {exc}")
+                    bar.write(f"skipped pair at {compat.stamp_to_ns(color_msg.header.stamp)} ns: {exc}")
                     continue
                 except ValueError as exc:  # the predictor refused the input (e.g. depth of another shape)
                     rejected["predictor_rejected"] += 1
-                    bar.write(f"skipped pair at {_stamp_ns(color_msg.header)} ns: {exc}")
+                    bar.write(f"skipped pair at {compat.stamp_to_ns(color_msg.header.stamp)} ns: {exc}")
                     continue
                 summary.processed += 1
                 summary.reinitializations += int(result.reinitialized)
@@ -221,7 +198,7 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                 if video is not None:
                     overlay = render_overlay(rgb, result.mask, result.boxes, alpha=settings.overlay_alpha)
                     if video_writer is None:
-                        video_tmp, video_writer = _open_video(Path(video), overlay.shape, video_fps or 15.0)
+                        video_writer = _open_video(video_tmp, overlay.shape, video_fps or 15.0)
                     video_writer.write(np.ascontiguousarray(overlay[..., ::-1]))
             bar.close()
             summary.unpaired_color = color_count - summary.pairs
@@ -232,14 +209,10 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
             writer.close()
             if video_writer is not None:
                 video_writer.release()
-                os.replace(video_tmp, video)
-            out.commit()
+            if summary.processed == 0:
+                raise BagError(f"no colour/depth pair of {input_path} could be processed "
+                               f"({summary.pairs} pairs, rejected: {dict(rejected) or 'none'}); nothing written")
             return summary
-        except BaseException:
-            out.abort()
-            if video_tmp is not None and Path(video_tmp).exists():
-                Path(video_tmp).unlink()
-            raise
     finally:
         reader.close()
 
@@ -252,16 +225,14 @@ def _msgdef(msgtype: str) -> str:  # pragma: no cover - needs vision_msgs from a
     return (Path(get_package_share_directory(pkg)) / "msg" / f"{name}.msg").read_text()
 
 
-def _open_video(path: Path, shape: tuple[int, ...], fps: float) -> tuple[Path, Any]:
+def _open_video(path: Path, shape: tuple[int, ...], fps: float) -> Any:
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     h, w = shape[:2]
-    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     if not vw.isOpened():
         raise BagError(f"cannot write video {path}: OpenCV has no mp4v encoder here")
-    return tmp, vw
+    return vw
 
 
 def build_parser() -> argparse.ArgumentParser:

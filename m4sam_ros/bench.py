@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import cv2
 import torch
 import torch.nn.functional as F
 
+from m4sam_ros.atomic import write_text
 from m4sam_ros.data.synth import generate_video
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.predictor import StreamingPredictor, tensor_nbytes
@@ -142,12 +142,6 @@ def run_memory_soak(size: int, frames: int, device: str, model_size: str, seed: 
             "stream_state_bytes_end": sizes[frames - 1]}
 
 
-def _write_json(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="m4sam-bench", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256, help="model image size (multiple of 32)")
@@ -170,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in res.items():
         print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     if args.json:
-        _write_json(res, Path(args.json))
+        write_text(args.json, json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -26,6 +26,9 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
 
 import numpy as np  # noqa: E402
 
+from m4sam_ros.atomic import building_dir  # noqa: E402
+from m4sam_ros.ros.compat import stamp_to_ns  # noqa: E402
+
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
 INFO_TOPIC = "/camera/camera/aligned_depth_to_color/camera_info"
@@ -39,10 +42,6 @@ def get_message(msgtype: str) -> type:
 
     pkg, kind, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
-
-
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 @dataclass
@@ -80,7 +79,7 @@ class BagPlayer:
                 pubs[conn.topic].publish(msg)
                 self.count += 1
                 if conn.topic == COLOR_TOPIC:
-                    self.published_at[_stamp_ns(msg.header)] = time.monotonic()
+                    self.published_at[stamp_to_ns(msg.header.stamp)] = time.monotonic()
 
 
 def _wait_for_subscribers(pubs: dict[str, Any], timeout: float) -> None:
@@ -126,9 +125,9 @@ class Recorder:
         def on_msg(raw: bytes) -> None:
             now = time.monotonic()
             msg = deserialize_message(raw, cls)
-            stamp = _stamp_ns(msg.markers[0].header) if name == "markers" and msg.markers else None
+            stamp = stamp_to_ns(msg.markers[0].header.stamp) if name == "markers" and msg.markers else None
             if name != "markers":
-                stamp = _stamp_ns(msg.header)
+                stamp = stamp_to_ns(msg.header.stamp)
             with self.lock:
                 self.writer.write(conn, stamp if stamp is not None else time.time_ns(), raw)
                 self.counts[name] += 1
@@ -217,28 +216,26 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised 
 def run_demo(out: Path, frames: int = 90, seed: int = 90210, checkpoint: Path | None = None,
              width: int = 320, height: int = 240, fps: float = 15.0) -> dict[str, Any]:
     """The whole demo; writes ``out`` (replaced only when the run succeeded) and returns the summary."""
+    with building_dir(Path(out)) as stage:
+        stage.mkdir()
+        return _run_demo_in(stage, frames, seed, checkpoint, width, height, fps)
+
+
+def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, width: int, height: int,
+                 fps: float) -> dict[str, Any]:
     import cv2
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
     from m4sam_ros.data.depth import normalize_depth
-    from m4sam_ros.data.synth import frame_stamps_ns, generate_video, write_bag
+    from m4sam_ros.data.synth import DEPTH_STAMP_OFFSET_NS, frame_stamps_ns, generate_video, write_bag
     from m4sam_ros.sync import pair_sequence
     from m4sam_ros.visualize import contact_sheet
 
-    out = Path(out)
-    stage = out.with_name(f".{out.name}.partial")
-    if stage.exists():
-        import shutil
-
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
     video = generate_video(seed, frames, width, height, fps)
     input_bag = write_bag(video, stage / "input_bag")
     stamps = frame_stamps_ns(video)
     truth = dict(zip(stamps, video.gt, strict=True))
-    from m4sam_ros.data.synth import DEPTH_STAMP_OFFSET_NS
-
     events = sorted([(0, s, s) for s in stamps] + [(1, s + DEPTH_STAMP_OFFSET_NS, s) for s in stamps],
                     key=lambda e: e[1])
     pairs_sent = len(pair_sequence(events, queue_size=10, slop_s=0.02))
@@ -301,11 +298,6 @@ def run_demo(out: Path, frames: int = 90, seed: int = 90210, checkpoint: Path | 
         sheet = contact_sheet(rows)
         cv2.imwrite(str(stage / "contact_sheet.png"), sheet[..., ::-1])
     (stage / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(stage, out)
     return summary
 
 

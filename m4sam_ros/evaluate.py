@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from m4sam_ros.atomic import write_text
 from m4sam_ros.data.datasets import DATASETS, DatasetError, Video, natural_key, open_videos
 from m4sam_ros.data.depth import normalize_depth
 from m4sam_ros.metrics import KEYS, PAPER_KEYS, SODMetrics, resize_to, to_uint8
@@ -223,12 +223,6 @@ def _load_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def markdown_table(metrics: dict[str, dict[str, dict[str, Any]]], keys: tuple[str, ...] = PAPER_KEYS) -> str:
     """Methods as rows, datasets as column groups (the layout of the paper's table)."""
     datasets = sorted({d for per in metrics.values() for d in per}, key=lambda d: (d not in DATASETS, d))
@@ -255,12 +249,12 @@ def write_reports(out: Path, dataset: str, results: dict[str, dict[str, Any]], m
     for method, r in results.items():
         metrics.setdefault(method, {})[dataset] = {k: r[k] for k in (*KEYS, "frames", "videos")} | meta
         curves.setdefault(dataset, {})[method] = {k: r[k] for k in ("precision", "recall", "f_curve", "e_curve")}
-    _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    _atomic_write_text(out / "curves.json", json.dumps(curves))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    write_text(out / "curves.json", json.dumps(curves))
     md = ["# m4sam-eval results", "",
           "S-measure, mean E-measure, adaptive F-measure (beta^2 0.3), MAE (the paper's columns):", "",
           markdown_table(metrics), "", "All metrics:", "", markdown_table(metrics, KEYS), ""]
-    _atomic_write_text(out / "metrics.md", "\n".join(md))
+    write_text(out / "metrics.md", "\n".join(md))
     for d, per in curves.items():
         plot_pr_curves(per, out / "plots" / f"pr_{d}.png", title=f"{d}: precision-recall")
         plot_f_threshold(per, out / "plots" / f"f_threshold_{d}.png", title=f"{d}: F-measure vs threshold")

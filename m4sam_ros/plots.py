@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def _save(fig: Any, out: Path) -> Path:
     """Writes atomically so a reader never sees half a PNG (plots are refreshed during training)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    from m4sam_ros.atomic import replace_file
+
+    try:
+        return replace_file(out, lambda tmp: fig.savefig(tmp, dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def plot_loss_curve(log_path: str | Path, out: str | Path, keys: tuple[str, ...] = ("total", "coarse", "memory")

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from m4sam_ros.atomic import torch_save
 from m4sam_ros.data.clips import ClipDataset
 from m4sam_ros.data.datasets import DATASETS, DatasetError, open_videos
 from m4sam_ros.losses import clip_loss
@@ -85,12 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads per process (1 stays fast on a busy machine)")
     p.add_argument("--quiet", action="store_true")
     return p
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def cosine_lr_factor(step: int, total: int, warmup: int, base_lr: float) -> float:
@@ -218,7 +213,7 @@ def train(args: argparse.Namespace) -> Path:
         if rank != 0:
             return
         save_m4sam_checkpoint(model, run / CHECKPOINT, extra={"step": step, "args": json.dumps(vars(args))})
-        _atomic_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+        torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                       "torch_rng": torch.get_rng_state()}, run / STATE)
         plot_loss_curve(run / LOG, run / "loss.png")
 

@@ -492,7 +492,18 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def test_slow_predictor_takes_newest_pair_counts_drops_memory_flat(harness_factory, checkpoint):
+@pytest.fixture
+def one_torch_thread():
+    """The node shares this process and its 2 cores with the DDS executor threads here; two OpenMP
+    threads then spin-wait for a busy core and one inference can take seconds (the demo runs the
+    node with one thread for the same reason)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_slow_predictor_takes_newest_pair_counts_drops_memory_flat(harness_factory, checkpoint, one_torch_thread):
     h = harness_factory(predictor_factory=lambda node: Slow(fresh_predictor(checkpoint), 0.15))
     h.start()
     h.pub_info.publish(camera_info(header(T0)))

@@ -18,15 +18,14 @@ rosbag2 with the RealSense topics, both written atomically (temporary name, rena
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from m4sam_ros.atomic import building_dir
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -215,25 +214,10 @@ def generate_video(seed: int, num_frames: int = 60, width: int = 320, height: in
 
 # -- writers --------------------------------------------------------------------------------------
 
-def _atomic_dir(final: Path) -> tuple[Path, Path]:
-    """A hidden sibling folder to build ``final`` in, and the path inside it to write to."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    return tmp, tmp / final.name
-
-
-def _commit_dir(tmp: Path, built: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(built, final)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def write_vidsod_layout(video: SyntheticVideo, video_dir: str | Path) -> Path:
     """Writes ``video_dir/{rgb/*.jpg, depth/*.png (16-bit mm), gt/*.png}`` atomically."""
     final = Path(video_dir)
-    tmp, built = _atomic_dir(final)
-    try:
+    with building_dir(final) as built:
         for sub in ("rgb", "depth", "gt"):
             (built / sub).mkdir(parents=True)
         for i, (rgb, depth, gt) in enumerate(zip(video.rgb, video.depth, video.gt, strict=True)):
@@ -243,10 +227,6 @@ def write_vidsod_layout(video: SyntheticVideo, video_dir: str | Path) -> Path:
             ok &= cv2.imwrite(str(built / "gt" / f"{stem}.png"), gt)
             if not ok:
                 raise OSError(f"could not write frame {stem} under {final}")
-        _commit_dir(tmp, built, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -274,7 +254,6 @@ def write_bag(video: SyntheticVideo, path: str | Path, storage: str = "mcap",
     Time = ts.types["builtin_interfaces/msg/Time"]
     RegionOfInterest = ts.types["sensor_msgs/msg/RegionOfInterest"]
     final = Path(path)
-    tmp, built = _atomic_dir(final)
     w, h = video.size
 
     def header(ns: int) -> object:
@@ -288,7 +267,7 @@ def write_bag(video: SyntheticVideo, path: str | Path, storage: str = "mcap",
                           binning_y=0, roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
                                                             do_rectify=False))
 
-    try:
+    with building_dir(final) as built:
         with Writer(built, version=9, storage_plugin=plugins[storage]) as writer:
             conns = {t: writer.add_connection(t, mt, typestore=ts) for t, mt in (
                 (COLOR_TOPIC, "sensor_msgs/msg/Image"), (DEPTH_TOPIC, "sensor_msgs/msg/Image"),
@@ -301,10 +280,6 @@ def write_bag(video: SyntheticVideo, path: str | Path, storage: str = "mcap",
                 writer.write(conns[COLOR_INFO_TOPIC], ns, ts.serialize_cdr(info(ns), "sensor_msgs/msg/CameraInfo"))
                 writer.write(conns[DEPTH_TOPIC], dns, ts.serialize_cdr(depth, "sensor_msgs/msg/Image"))
                 writer.write(conns[DEPTH_INFO_TOPIC], dns, ts.serialize_cdr(info(dns), "sensor_msgs/msg/CameraInfo"))
-        _commit_dir(tmp, built, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -6,9 +6,7 @@ objects to unpickle (a code payload) is refused instead of executed.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +38,9 @@ def safe_load(path: str | Path) -> Any:
 
 
 def _atomic_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from m4sam_ros.atomic import torch_save
+
+    torch_save(obj, path)
 
 
 def _fmt_keys(keys: list[str], limit: int = 20) -> str:

@@ -166,10 +166,6 @@ class Stats:
     takes: deque = field(default_factory=lambda: deque(maxlen=1000))
 
 
-def _stamp_ns(header: Any) -> int:
-    return compat.stamp_to_ns(header.stamp)
-
-
 class M4SamNode(LifecycleNode):
     """Lifecycle node ``m4sam``; see the module docstring and config/m4sam.yaml."""
 
@@ -427,7 +423,7 @@ class M4SamNode(LifecycleNode):
             if self._pending:
                 self.stats.dropped += 1
             self._pending.append((color, depth))
-            self._newest_pair_ns = _stamp_ns(color.header)
+            self._newest_pair_ns = compat.stamp_to_ns(color.header.stamp)
             self._lock.notify()
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -450,7 +446,7 @@ class M4SamNode(LifecycleNode):
                 if self._stop:
                     return
                 color, depth = self._pending.popleft()
-                self.stats.takes.append((_stamp_ns(color.header), self._newest_pair_ns))
+                self.stats.takes.append((compat.stamp_to_ns(color.header.stamp), self._newest_pair_ns))
                 reset, self._reset_requested = self._reset_requested, False
             predictor = self.predictor
             if predictor is None:
@@ -483,7 +479,7 @@ class M4SamNode(LifecycleNode):
         if decoded is None:
             return
         rgb, d = decoded
-        stamp_s = _stamp_ns(color.header) * 1e-9
+        stamp_s = compat.stamp_to_ns(color.header.stamp) * 1e-9
         t0 = time.perf_counter()
         result = predictor.step(rgb, d, stamp=stamp_s)
         latency = (time.perf_counter() - t0) * 1e3
