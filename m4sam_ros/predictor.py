@@ -185,6 +185,15 @@ class StreamingPredictor:
         self._force_reinit = False
         self._last_thumb: np.ndarray | None = None
 
+    def warm_up(self, height: int = 240, width: int = 320, frames: int = 2) -> None:
+        """Runs throw-away frames so lazy initialisation (kernel selection, allocator, caches) is
+        done before the first real frame, then forgets them."""
+        rgb = np.zeros((height, width, 3), np.uint8)
+        depth = np.full((height, width), 1000, np.uint16)
+        for _ in range(frames):
+            self.step(rgb, None if self.rgb_only else depth)
+        self.reset()
+
     def request_reinit(self) -> None:
         """Condition the next frame on its pseudo mask again (keeps older conditioning frames)."""
         self._force_reinit = True

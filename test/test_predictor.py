@@ -112,6 +112,18 @@ def test_reset_starts_fresh(demo_predictor_factory) -> None:
     np.testing.assert_allclose(again.saliency, first.saliency, atol=1e-6)
 
 
+def test_warm_up_leaves_no_trace(demo_predictor_factory) -> None:
+    p = demo_predictor_factory()
+    video = generate_video(6, 2, 96, 72)
+    cold = p.step(video.rgb[0], video.depth[0])
+    p.reset()
+    p.warm_up(72, 96)
+    assert p.state_nbytes() == 0
+    warm = p.step(video.rgb[0], video.depth[0])
+    assert warm.frame_index == 0 and warm.reinitialized
+    np.testing.assert_array_equal(warm.mask, cold.mask)
+
+
 def test_backwards_stamp_restarts(demo_predictor_factory) -> None:
     p = demo_predictor_factory(reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
     video = generate_video(7, 6, 96, 72)

@@ -282,8 +282,10 @@ class M4SamNode(LifecycleNode):
         size = int(self.p("image_size")) or None
         thresholds = {attr: self.p(name) for name, attr in PREDICTOR_THRESHOLDS.items()}
         try:
-            return StreamingPredictor.from_config(cfg, m4sam_checkpoint=ckpt, sam2_checkpoint=sam2,
-                                                  device=device, image_size=size, **thresholds)
+            predictor = StreamingPredictor.from_config(cfg, m4sam_checkpoint=ckpt, sam2_checkpoint=sam2,
+                                                       device=device, image_size=size, **thresholds)
+            predictor.warm_up()  # the first camera frame should not pay for lazy initialisation
+            return predictor
         except CheckpointError as exc:
             name = "sam2_checkpoint" if sam2 and sam2 in str(exc) else "checkpoint"
             raise ConfigurationError(f"parameter '{name}': {exc}. {WEIGHTS_HELP}") from exc
