@@ -527,8 +527,9 @@ def test_slow_predictor_takes_newest_pair_counts_drops_memory_flat(harness_facto
     deadline = time.monotonic() + 15.0  # let the last taken pair finish (a fresh machine can stall)
     while len(s.takes) != s.processed and time.monotonic() < deadline:
         time.sleep(0.05)
-    # SensorDataQoS input connected, pairs formed at 30 Hz (best effort may lose a few under load)
-    assert s.pairs_in >= 0.75 * n_pub
+    # SensorDataQoS input connected and pairs formed (best effort drops messages while this
+    # process is busy; what matters below is which pairs the worker takes and that drops are counted)
+    assert s.pairs_in >= n_pub // 3
     assert 0 < s.processed < s.pairs_in / 2
     # every processed pair was the newest paired one when the worker took it
     assert len(s.takes) == s.processed
