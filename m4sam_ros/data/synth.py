@@ -1,18 +1,41 @@
-"""Synthetic RGB-D videos with ground truth: for tests, the demo and the demo model.
+"""`m4sam-synth`: a domain-randomised synthetic RGB-D world with ground truth.
 
-A scene is built so that no single cue finds the salient object:
+**The salient-object rule** (what the ground truth marks, and what every scene is built around):
+the salient objects are the one to three objects that stand out from what is behind them in *both*
+cues at once: in depth (nearer than the background surface behind them, by at least 8 %) and in
+appearance (their own colour and texture, distinct from the surfaces around them). Everything that
+stands out in one cue only is background, and every scene carries such distractors:
 
-- a textured wall at far depth, and a floor whose depth comes near the camera at the bottom of the
-  image (near, but background texture: defeats "nearest region");
-- one salient object nearer than the wall, with its own colour and texture, moving, turning and
-  changing scale, sometimes partly hidden by a passing pole;
-- a "poster" on the wall with the object's colour and texture but at wall depth (defeats colour);
-- depth noise that grows with distance, holes (0 = invalid) in blobs and along object edges, and
-  small camera jitter; optionally scene cuts (everything re-drawn).
+- look-alikes at background depth (``poster``: a flat picture of the object on the wall or table;
+  held out: ``twin``, a solid copy standing at background depth) defeat colour/texture alone;
+- near surfaces that look like the background and are cut by the image border (``border_bar``;
+  held out: ``border_blob``, ``hanging``), and floors, tables, ceilings or corridor walls that come
+  nearer than the object at the image edges, defeat "the nearest region";
+- ``clutter``: small objects lying on the background surfaces.
 
-Everything is drawn from one ``numpy.random.Generator``: the same seed gives the same arrays.
-Outputs: the ViDSOD-100 layout (``rgb/*.jpg``, ``depth/*.png`` 16-bit mm, ``gt/*.png``) and/or a
-rosbag2 with the RealSense topics, both written atomically (temporary name, renamed at the end).
+A salient object may be partly hidden by a nearer distractor or leave the frame; its visible pixels
+are the ground truth.
+
+The world (one value per factor and scene, drawn from named pools; ``synth_scene.FACTORS``):
+
+- shapes (``synth_shapes``): polygons, stars, blobs, thin bars and arcs, shapes with holes, multi-part
+  objects; scale, in-plane rotation, motion in the image and in depth, drift out of the frame;
+- layouts (``synth_layouts``): a pinhole camera of random field of view (55-90 degrees) and pose in a
+  set of planes at any slant: wall + floor, table tops seen from above, floors seen steeply, slanted
+  walls, rooms with ceilings (held out: corridors, shelves, room corners); objects rest on the
+  support surface or float (held in a hand);
+- textures (``synth_textures``): procedural families and crops of natural photographs shipped by
+  installed wheels; per-plane shading, colour cast, illumination gradient, vignetting, flicker,
+  defocus and motion blur, colour sensor noise;
+- depth (``synth_depth``): RealSense-like noise: disparity quantisation growing with distance, holes
+  at depth edges and on dark or shiny surfaces, flying pixels, range and blob dropouts (held out:
+  stereo occlusion shadows, low-resolution depth, misregistration).
+
+Training draws every factor from its training pool; ``--holdout F`` draws factor F from values
+training never sees (``m4sam-heldout`` writes and scores those sets). Everything comes from one
+``numpy.random.Generator``: the same seed and arguments give the same arrays. Outputs: the ViDSOD-100
+layout (``rgb/*.jpg``, ``depth/*`` in a chosen convention, ``gt/*.png``) and/or a rosbag2 with the
+RealSense topics, both written atomically (temporary name, renamed at the end).
 """
 
 from __future__ import annotations
@@ -26,6 +49,8 @@ import cv2
 import numpy as np
 
 from m4sam_ros.atomic import building_dir
+from m4sam_ros.data.synth_depth import CONVENTIONS, to_convention
+from m4sam_ros.data.synth_scene import FACTORS, factor_pools, render_frame, sample_scene
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -48,6 +73,7 @@ class SyntheticVideo:
     cy: float = 0.0
     fps: float = 15.0
     cuts: list[int] = field(default_factory=list)           # frame indices where a new scene starts
+    factors: list[dict[str, list[str]]] = field(default_factory=list)  # factor values, one dict per scene
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -63,167 +89,55 @@ class SyntheticVideo:
         return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
 
 
-def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray, contrast: float) -> np.ndarray:
-    """Smooth colour noise around ``base`` with a few oriented stripes: a cheap, varied texture."""
-    cells = max(2, int(rng.integers(3, 9)))
-    low = rng.normal(0.0, 1.0, (cells, cells, 3)).astype(np.float32)
-    low = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
-    fine = rng.normal(0.0, 0.35, (h, w, 3)).astype(np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = rng.uniform(0, np.pi)
-    period = rng.uniform(6, 24)
-    stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)[..., None]
-    tex = base[None, None, :] + contrast * (0.6 * low + 0.25 * fine + 0.35 * stripes * rng.uniform(0.2, 1.0))
-    return np.clip(tex, 0, 255).astype(np.float32)
-
-
-def _shape_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random blob-like object silhouette (ellipse, rounded box or star-ish polygon) in a square."""
-    m = np.zeros((size, size), np.uint8)
-    c = size // 2
-    kind = int(rng.integers(0, 3))
-    if kind == 0:
-        axes = (int(size * rng.uniform(0.25, 0.45)), int(size * rng.uniform(0.3, 0.48)))
-        cv2.ellipse(m, (c, c), axes, 0, 0, 360, 255, -1)
-    elif kind == 1:
-        hw, hh = int(size * rng.uniform(0.22, 0.4)), int(size * rng.uniform(0.3, 0.46))
-        cv2.rectangle(m, (c - hw, c - hh), (c + hw, c + hh), 255, -1)
-        m = cv2.GaussianBlur(m, (0, 0), size * 0.06)
-        m = np.where(m > 127, 255, 0).astype(np.uint8)
-    else:
-        n = int(rng.integers(5, 9))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-        rad = size * rng.uniform(0.25, 0.47, n)
-        pts = np.stack([c + rad * np.cos(ang), c + rad * np.sin(ang)], 1).astype(np.int32)
-        cv2.fillPoly(m, [pts], 255)
-    return m
-
-
-class _Scene:
-    """Everything that stays fixed between cuts."""
-
-    def __init__(self, rng: np.random.Generator, w: int, h: int) -> None:
-        self.w, self.h = w, h
-        pad = 16
-        self.pad = pad
-        bg_color = rng.uniform(40, 215, 3)
-        self.bg = _texture(rng, h + 2 * pad, w + 2 * pad, bg_color, contrast=rng.uniform(25, 45))
-        self.wall_mm = rng.uniform(3000, 4500)
-        self.floor_row = rng.uniform(0.62, 0.8) * h    # floor starts here, comes near at the bottom
-        self.floor_near_mm = rng.uniform(900, 1400)
-        obj_color = np.clip(bg_color + rng.choice([-1, 1], 3) * rng.uniform(60, 110, 3), 0, 255)
-        self.obj_size = int(min(w, h) * rng.uniform(0.45, 0.6))
-        self.obj_tex = _texture(rng, self.obj_size, self.obj_size, obj_color, contrast=rng.uniform(20, 40))
-        self.obj_mask = _shape_mask(rng, self.obj_size)
-        self.obj_mm = rng.uniform(900, 1700)
-        self.path_amp = np.array([rng.uniform(0.12, 0.28) * w, rng.uniform(0.08, 0.18) * h])
-        self.path_freq = rng.uniform(0.02, 0.06, 2)
-        self.path_phase = rng.uniform(0, 2 * np.pi, 2)
-        self.center0 = np.array([rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.55) * h])
-        self.spin = rng.uniform(-3.0, 3.0)        # degrees per frame
-        self.scale_amp = rng.uniform(0.1, 0.25)
-        # a poster on the wall: the object's look, the wall's depth
-        self.poster_mask = _shape_mask(rng, self.obj_size)
-        self.poster_tex = _texture(rng, self.obj_size, self.obj_size, obj_color, contrast=rng.uniform(20, 40))
-        self.poster_center = np.array([rng.choice([0.18, 0.82]) * w, rng.uniform(0.25, 0.45) * h])
-        self.poster_scale = rng.uniform(0.5, 0.8)
-        # a pole that sometimes passes in front of the object (near, background-coloured)
-        self.pole_every = int(rng.integers(25, 45))
-        self.pole_width = int(w * rng.uniform(0.05, 0.09))
-        self.pole_mm = rng.uniform(500, 800)
-        self.pole_tex = _texture(rng, h, self.pole_width, bg_color * 0.85, contrast=20)
-
-
-def _warp(src: np.ndarray, center: np.ndarray, angle: float, scale: float, w: int, h: int,
-          interp: int) -> np.ndarray:
-    s = src.shape[0]
-    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale)
-    m[:, 2] += center - np.array([s / 2, s / 2])
-    return cv2.warpAffine(src, m, (w, h), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
 def generate_video(seed: int, num_frames: int = 60, width: int = 320, height: int = 240, fps: float = 15.0,
-                   scene_cuts: int = 0) -> SyntheticVideo:
-    """Draws one video. ``scene_cuts`` new scenes start at evenly spaced frames."""
+                   scene_cuts: int = 0, holdout: str | None = None, layout: str | None = None,
+                   distractors: tuple[str, ...] | None = None) -> SyntheticVideo:
+    """Draws one video of the world. ``scene_cuts`` new scenes start at evenly spaced frames;
+    ``holdout`` names the factor whose values come from its held-out pool (None: training world);
+    ``layout`` / ``distractors`` force those values (the demo's table-top scene)."""
     if num_frames < 1 or width < 32 or height < 32:
         raise ValueError(f"need num_frames >= 1 and an image of at least 32x32, got {num_frames} frames "
                          f"of {width}x{height}")
+    pools = factor_pools(holdout)
     rng = np.random.default_rng(seed)
     w, h = width, height
-    f = 0.9 * w  # ~60 degree horizontal field of view, like a RealSense D435 colour camera
-    video = SyntheticVideo(fx=f, fy=f, cx=(w - 1) / 2, cy=(h - 1) / 2, fps=fps)
     cut_frames = [int(round(num_frames * (i + 1) / (scene_cuts + 1))) for i in range(scene_cuts)]
-    video.cuts = [c for c in cut_frames if 0 < c < num_frames]
-    scene = _Scene(rng, w, h)
-    yy = np.arange(h, dtype=np.float32)[:, None]
+    cuts = [c for c in cut_frames if 0 < c < num_frames]
+    scene = sample_scene(rng, w, h, pools, layout, distractors)
+    video = SyntheticVideo(fx=scene.fx, fy=scene.fy, cx=scene.cx, cy=scene.cy, fps=fps, cuts=cuts,
+                           factors=[scene.factors])
     t0 = 0
     for t in range(num_frames):
-        if t in video.cuts:
-            scene, t0 = _Scene(rng, w, h), t
-        tt = t - t0
-        jitter = rng.normal(0, 1.2, 2)
-        ox, oy = (np.clip(np.round(scene.pad + jitter), 0, 2 * scene.pad)).astype(int)
-        rgb = scene.bg[oy:oy + h, ox:ox + w].copy()
-        floor = np.clip((yy - scene.floor_row) / max(h - scene.floor_row, 1), 0, 1)
-        depth = np.broadcast_to(scene.wall_mm + (scene.floor_near_mm - scene.wall_mm) * floor, (h, w)).copy()
-        shift = np.array([ox - scene.pad, oy - scene.pad], np.float64)
-        # poster: object look, wall depth
-        pc = scene.poster_center - shift
-        pmask = _warp(scene.poster_mask, pc, 0.0, scene.poster_scale, w, h, cv2.INTER_NEAREST) > 127
-        ptex = _warp(scene.poster_tex, pc, 0.0, scene.poster_scale, w, h, cv2.INTER_LINEAR)
-        rgb[pmask] = ptex[pmask]
-        # the salient object
-        center = scene.center0 + scene.path_amp * np.sin(scene.path_freq * 2 * np.pi * tt + scene.path_phase) - shift
-        angle = scene.spin * tt
-        scale = 1.0 + scene.scale_amp * np.sin(0.05 * tt + scene.path_phase[0])
-        omask = _warp(scene.obj_mask, center, angle, scale, w, h, cv2.INTER_NEAREST) > 127
-        otex = _warp(scene.obj_tex, center, angle, scale, w, h, cv2.INTER_LINEAR)
-        rgb[omask] = otex[omask]
-        # slight bulge so the object is not a flat card
-        dist = cv2.distanceTransform(omask.astype(np.uint8), cv2.DIST_L2, 3)
-        bulge = dist / max(float(dist.max()), 1.0) * 120.0
-        obj_depth = scene.obj_mm * (1.0 + 0.08 * np.sin(0.03 * tt)) - bulge
-        depth[omask] = obj_depth[omask]
-        gt = omask.copy()
-        # the passing pole, in front of everything
-        phase = (tt % scene.pole_every) / scene.pole_every
-        if (tt // scene.pole_every) % 2 == 1:
-            px = int(-scene.pole_width + phase * (w + 2 * scene.pole_width))
-            x0, x1 = max(px, 0), min(px + scene.pole_width, w)
-            if x1 > x0:
-                rgb[:, x0:x1] = scene.pole_tex[:, x0 - px:x1 - px]
-                depth[:, x0:x1] = scene.pole_mm
-                gt[:, x0:x1] = False
-        # illumination flicker and sensor noise
-        rgb = rgb * rng.uniform(0.93, 1.07) + rng.normal(0, 3.0, rgb.shape)
-        depth = depth + rng.normal(0, 1.0, depth.shape) * (0.0025 * depth * depth / 1000.0)
-        # holes: blobs and object edges
-        holes = np.zeros((h, w), np.uint8)
-        for _ in range(int(rng.integers(1, 4))):
-            c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            cv2.ellipse(holes, c, (int(rng.integers(3, w // 12)), int(rng.integers(3, h // 12))),
-                        float(rng.uniform(0, 180)), 0, 360, 1, -1)
-        edge = cv2.morphologyEx(omask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-        holes |= edge & (rng.random((h, w)) < 0.5)
-        depth[holes.astype(bool)] = 0
-        video.rgb.append(np.clip(rgb, 0, 255).astype(np.uint8))
-        video.depth.append(np.clip(depth, 0, 65535).astype(np.uint16))
+        if t in cuts:
+            # a cut is a new scene seen by the same camera (same intrinsics)
+            scene, t0 = sample_scene(rng, w, h, pools, layout, distractors), t
+            scene.fx, scene.fy, scene.cx, scene.cy = video.fx, video.fy, video.cx, video.cy
+            video.factors.append(scene.factors)
+        rgb, depth_m, gt = render_frame(scene, rng, t - t0)
+        video.rgb.append(rgb)
+        video.depth.append(to_convention(depth_m, "mm16"))
         video.gt.append(np.where(gt, 255, 0).astype(np.uint8))
     return video
 
 
 # -- writers --------------------------------------------------------------------------------------
 
-def write_vidsod_layout(video: SyntheticVideo, video_dir: str | Path) -> Path:
-    """Writes ``video_dir/{rgb/*.jpg, depth/*.png (16-bit mm), gt/*.png}`` atomically."""
+def write_vidsod_layout(video: SyntheticVideo, video_dir: str | Path, depth_convention: str = "mm16") -> Path:
+    """Writes ``video_dir/{rgb/*.jpg, depth/*, gt/*.png}`` atomically. Depth: ``mm16`` 16-bit PNG
+    millimetres (read as ``--dataset synthetic``), ``m32`` float TIFF metres (also ``synthetic``),
+    ``relative16`` / ``relative8`` benchmark-style nearness PNGs (read as ``--dataset vidsod``)."""
+    if depth_convention not in CONVENTIONS:
+        raise ValueError(f"unknown depth convention {depth_convention!r}; use one of {', '.join(CONVENTIONS)}")
     final = Path(video_dir)
+    ext = ".tiff" if depth_convention == "m32" else ".png"
     with building_dir(final) as built:
         for sub in ("rgb", "depth", "gt"):
             (built / sub).mkdir(parents=True)
         for i, (rgb, depth, gt) in enumerate(zip(video.rgb, video.depth, video.gt, strict=True)):
             stem = f"{i:05d}"
+            d = to_convention(depth.astype(np.float64) / 1000.0, depth_convention)
             ok = cv2.imwrite(str(built / "rgb" / f"{stem}.jpg"), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-            ok &= cv2.imwrite(str(built / "depth" / f"{stem}.png"), depth)
+            ok &= cv2.imwrite(str(built / "depth" / f"{stem}{ext}"), d)
             ok &= cv2.imwrite(str(built / "gt" / f"{stem}.png"), gt)
             if not ok:
                 raise OSError(f"could not write frame {stem} under {final}")
@@ -301,15 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="base seed; video i uses seed*1000+i")
     p.add_argument("--split", default="train")
     p.add_argument("--scene-cuts", type=int, default=0, help="number of scene cuts per video")
+    p.add_argument("--holdout", choices=FACTORS, help="draw this factor from its held-out values (test sets)")
+    p.add_argument("--layout", help="force one layout family (e.g. tabletop)")
+    p.add_argument("--depth-convention", choices=CONVENTIONS, default="mm16",
+                   help="depth files: mm16 / m32 (read as --dataset synthetic), relative16 / relative8 "
+                   "(benchmark-style maps, read as --dataset vidsod)")
     args = p.parse_args(argv)
     if not args.out and not args.bag:
         p.error("give --out DIR and/or --bag PATH")
     try:
         for i in range(args.videos):
             video = generate_video(video_seed(args.seed, i), args.frames, args.width, args.height, args.fps,
-                                   args.scene_cuts)
+                                   args.scene_cuts, holdout=args.holdout, layout=args.layout)
             if args.out:
-                d = write_vidsod_layout(video, Path(args.out) / args.split / f"synth_{video_seed(args.seed, i):06d}")
+                d = write_vidsod_layout(video, Path(args.out) / args.split / f"synth_{video_seed(args.seed, i):06d}",
+                                        args.depth_convention)
                 print(f"wrote {d} ({len(video)} frames)")
             if args.bag and i == 0:
                 b = write_bag(video, args.bag, args.storage)
