@@ -3,7 +3,9 @@ re-initialisation, input validation, boxes."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,6 +18,8 @@ from m4sam_ros.model import build_m4sam
 from m4sam_ros.predictor import Box, StreamingPredictor, boxes_from_mask
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "m4sam_ros" / "assets" / "demo_model.pt"
+#: no re-initialisation of any kind (low score, disagreement, scene cut): pure tracking
+NO_REINIT = {"reinit_low_score_frames": 10**9, "reinit_iou_frames": 10**9, "reinit_cut_threshold": -1.0}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,8 @@ def demo_predictor_factory():
 
 
 def test_parity_with_sam2_video_predictor(tmp_path: Path) -> None:
-    """RGB-only mode + the same first mask reproduces SAM2VideoPredictor's logits (256 px, 20 frames)."""
+    """RGB-only mode + the same first mask reproduces SAM2VideoPredictor bit for bit (256 px, 20
+    frames): the logits of every frame (19 of them tracked from memory) and the memories it stores."""
     from sam2.build_sam import build_sam2_video_predictor
 
     n, size = 20, 256
@@ -52,36 +57,91 @@ def test_parity_with_sam2_video_predictor(tmp_path: Path) -> None:
         expected = {i: m[0, 0].float().numpy() for i, _, m in vp.propagate_in_video(state)}
     images = state["images"]
     assert len(expected) == n
+    vp_frames = state["output_dict_per_obj"][0]
 
-    stream = StreamingPredictor(model, "cpu", rgb_only=True)
+    stream = StreamingPredictor(model, "cpu", rgb_only=True, **NO_REINIT)
     prompt = F.interpolate(torch.from_numpy(first_mask)[None, None].float(), size=(size, size), mode="bilinear",
                            align_corners=False, antialias=True) >= 0.5
-    worst = 0.0
     for i in range(n):
         res = stream.step_tensor(images[i:i + 1], None, (120, 160), mask_prompt=prompt[0, 0] if i == 0 else None)
         assert res.reinitialized == (i == 0)
-        diff = np.abs(res.memory_logits - expected[i])
-        # SAM2 marks "no object" pixels with -1024; compare those where either side is a real logit
-        worst = max(worst, float(diff.max()))
-    assert worst < 1e-4, f"max |logit difference| {worst}"
-    # the comparison can fail: another first mask changes the outputs
-    other = StreamingPredictor(model, "cpu", rgb_only=True)
+        # exact: same weights, same features, same memories in the same dtypes -> the same arithmetic
+        np.testing.assert_array_equal(res.memory_logits, expected[i], err_msg=f"frame {i}")
+    # what it keeps is what SAM2's video predictor keeps for those frames, dtype included (bf16 memory)
+    assert list(stream._cond) == [0] and list(stream._non_cond) == list(range(n - 15, n))
+    for kept, theirs in ((stream._cond, vp_frames["cond_frame_outputs"]),
+                         (stream._non_cond, vp_frames["non_cond_frame_outputs"])):
+        for idx, ours in kept.items():
+            for key in ("maskmem_features", "obj_ptr", "object_score_logits"):
+                assert ours[key].dtype == theirs[idx][key].dtype, (idx, key)
+                assert torch.equal(ours[key], theirs[idx][key]), (idx, key)
+    assert stream._cond[0]["maskmem_features"].dtype == torch.bfloat16
+    torch.testing.assert_close(stream._maskmem_pos_enc[0], vp_frames["cond_frame_outputs"][0]["maskmem_pos_enc"][0],
+                               rtol=0, atol=0)
+
+    # negative controls: the comparison can fail. On the first frame: another first mask.
+    other = StreamingPredictor(model, "cpu", rgb_only=True, **NO_REINIT)
     res0 = other.step_tensor(images[0:1], None, (120, 160), mask_prompt=~prompt[0, 0])
     assert np.abs(res0.memory_logits - expected[0]).max() > 1.0
+    # On a tracked frame: the previous frame's memory kept in fp32 and off by less than one bf16
+    # step (what storing SAM2's fp32 output unrounded does) moves this frame's logits.
+    other = StreamingPredictor(model, "cpu", rgb_only=True, **NO_REINIT)
+    k = 10
+    for i in range(k):
+        other.step_tensor(images[i:i + 1], None, (120, 160), mask_prompt=prompt[0, 0] if i == 0 else None)
+    last = other._non_cond[k - 1]
+    last["maskmem_features"] = last["maskmem_features"].float() * (1 + 2.0 ** -10)
+    res_k = other.step_tensor(images[k:k + 1], None, (120, 160))
+    assert not res_k.reinitialized
+    assert np.abs(res_k.memory_logits - expected[k]).max() > 1e-7
+
+
+def _storage_bytes(obj: Any, seen: set[int]) -> int:
+    """Bytes of the distinct tensor storages in ``obj``, counted here rather than by the predictor."""
+    if isinstance(obj, torch.Tensor):
+        ptr = obj.untyped_storage().data_ptr()
+        if ptr in seen:
+            return 0
+        seen.add(ptr)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, (dict, OrderedDict)):
+        return sum(_storage_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_storage_bytes(v, seen) for v in obj)
+    return 0
+
+
+def _held_bytes(p: StreamingPredictor) -> int:
+    return _storage_bytes([p._cond, p._non_cond, p._maskmem_pos_enc], set())
+
+
+def _expected_sizes(p: StreamingPredictor) -> tuple[int, int, int]:
+    """(shared positional encoding, one frame, frames kept besides conditioning frames) from the
+    model's configuration: what SAM2's memory attention reads and how SAM2's video predictor
+    stores it (memory features bf16, object pointer and score fp32 on the CPU)."""
+    sam = p.sam
+    mem_dim = int(sam.memory_encoder.out_proj.weight.shape[0])  # memory_encoder.out_dim
+    hidden = int(sam.hidden_dim)                                 # object pointer width
+    side = int(p.model.image_size) // int(sam.backbone_stride)   # memory map side
+    pos = mem_dim * side * side * 4
+    frame = mem_dim * side * side * 2 + hidden * 4 + 1 * 4
+    kept = max(int(sam.num_maskmem) - 1, int(sam.max_obj_ptrs_in_encoder) - 1)
+    return pos, frame, kept
 
 
 def test_state_is_constant_after_warm_up(demo_predictor_factory) -> None:
     # no re-initialisation: the state then depends only on how many frames it holds
-    p = demo_predictor_factory(reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
+    p = demo_predictor_factory(**NO_REINIT)
     video = generate_video(5, 60, 96, 72)
+    pos, frame, kept = _expected_sizes(p)
+    assert kept == 15
     sizes = []
     for i in range(60):
         p.step(video.rgb[i], video.depth[i], stamp=i / 15)
-        sizes.append(p.state_nbytes())
-    warm = 1 + p.keep_non_cond
-    assert p.keep_non_cond == 15
-    assert len(set(sizes[warm:])) == 1, sizes
-    assert sizes[warm - 2] < sizes[warm]  # it did grow while warming up
+        sizes.append(_held_bytes(p))
+        assert sizes[-1] == p.state_nbytes()
+        # one conditioning frame plus the last min(i, 15) tracked frames, nothing else
+        assert sizes[-1] == pos + frame * (1 + min(i, kept)), i
     assert len(p._non_cond) == 15 and len(p._cond) == 1
 
 
@@ -89,14 +149,47 @@ def test_state_never_exceeds_its_bound_with_frequent_reinitialisation(demo_predi
     # random weights: memory and coarse maps disagree, so it re-conditions every other frame
     p = demo_predictor_factory(reinit_iou_frames=1, reinit_iou_threshold=1.01, max_cond_frames=3)
     video = generate_video(8, 40, 96, 72)
-    bound, peak, flags = None, 0, []
+    pos, frame, kept = _expected_sizes(p)
+    bound = pos + frame * (3 + kept)  # computed here, not taken from the predictor's report
+    peak, flags = 0, []
     for i in range(40):
         flags.append(p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized)
-        bound = bound or p.max_state_nbytes()
-        peak = max(peak, p.state_nbytes())
+        assert p.max_state_nbytes() == bound
+        peak = max(peak, _held_bytes(p))
         assert len(p._cond) <= 3
     assert sum(flags) >= 15
-    assert peak <= bound
+    assert 0 < peak <= bound
+
+
+def test_low_object_score_reinitialises(demo_predictor_factory) -> None:
+    """The object-score path alone (disagreement and scene cuts off): after N low scores in a row
+    the next frame is conditioned again, and a score above the threshold never triggers it."""
+    video = generate_video(9, 13, 96, 72)
+    base = {"reinit_iou_frames": 10**9, "reinit_cut_threshold": -1.0, "reinit_low_score_frames": 3}
+    p = demo_predictor_factory(reinit_score_threshold=1.01, **base)  # every score (a sigmoid) is low
+    flags = [p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized for i in range(13)]
+    assert flags == [True, False, False, False] * 3 + [True]
+    p = demo_predictor_factory(reinit_score_threshold=-0.01, **base)  # no score is low
+    flags = [p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized for i in range(13)]
+    assert flags == [True] + [False] * 12
+
+
+def test_reconditioning_drops_the_failed_track(demo_predictor_factory) -> None:
+    """A re-conditioned frame starts a fresh track: the tracked frames before it are forgotten,
+    the conditioning frames stay; afterwards only frames of the new track are kept."""
+    p = demo_predictor_factory(**NO_REINIT)
+    video = generate_video(10, 9, 96, 72)
+    for i in range(6):
+        p.step(video.rgb[i], video.depth[i], stamp=i / 15)
+    assert list(p._cond) == [0] and list(p._non_cond) == [1, 2, 3, 4, 5]
+    p.request_reinit()
+    assert p.step(video.rgb[6], video.depth[6], stamp=6 / 15).reinitialized
+    assert list(p._cond) == [0, 6] and list(p._non_cond) == []
+    pos, frame, _ = _expected_sizes(p)
+    assert _held_bytes(p) == pos + 2 * frame
+    for i in (7, 8):
+        assert not p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized
+    assert list(p._non_cond) == [7, 8]
 
 
 def test_reset_starts_fresh(demo_predictor_factory) -> None:
