@@ -38,7 +38,12 @@ DEFAULTS: dict[str, Any] = {
     },
     "fusion": {"hidden_ratio": 0.125},
     "gmlff": {"width": 64, "ffn_ratio": 2.0},
-    "head": {"hidden": 32},
+    # conv: one 3x3 conv on the GMLFF output (the bundled demo model); topdown: the top-down
+    # decoder with deep supervision (benchmark configs). Default conv so old checkpoints load.
+    "head": {"type": "conv", "hidden": 32},
+    # SAM2's memory branch (memory encoder/attention, mask decoder, object pointers) trains in
+    # its own low-lr optimiser group ("memory", params.param_groups).
+    "train_memory_branch": False,
     "train_sam_modules": False,
     "train_base_in_full": False,
 }

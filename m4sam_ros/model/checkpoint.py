@@ -72,12 +72,7 @@ def load_sam2_checkpoint(sam: nn.Module, path: str | Path) -> None:
 
 def trained_group_names(model: M4SAM) -> set[str]:
     """The parameter groups this model's config trains."""
-    groups = {"adapters", "fusion", "gmlff", "head"}
-    if model.config.get("train_sam_modules") or model.config.get("train_base_in_full"):
-        groups |= {"sam_neck", "sam_modules"}
-    if model.config.get("train_base_in_full"):
-        groups.add("sam_trunk")
-    return groups
+    return model.trained_groups()
 
 
 def trained_state_dict(model: M4SAM) -> dict[str, torch.Tensor]:
@@ -122,7 +117,13 @@ def load_m4sam_checkpoint(model: M4SAM, path: str | Path) -> dict[str, Any]:
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {ckpt.get('format_version')!r} "
                               f"unsupported (this code reads {FORMAT_VERSION})")
-    diffs = _config_diff(ckpt.get("config", {}), model.config)
+    from .build import load_config
+
+    try:  # settings added since the checkpoint was written take their defaults (old files load)
+        ckpt_config = load_config(dict(ckpt.get("config", {})))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: checkpoint config is not valid here: {e}") from e
+    diffs = _config_diff(ckpt_config, model.config)
     if diffs:
         raise CheckpointError(f"{path}: checkpoint was made for another model config; differing "
                               f"settings: {'; '.join(diffs)}")

@@ -79,3 +79,57 @@ class CoarseHead(nn.Module):
     def forward(self, x: torch.Tensor, out_size: int) -> torch.Tensor:
         return F.interpolate(self.body(x), size=(out_size, out_size), mode="bilinear",
                              align_corners=False)
+
+
+class LightBlock(nn.Module):
+    """Depthwise 3x3 + pointwise 1x1 + norm + GELU: a 3x3 receptive field at ~1/8 of a full
+    3x3 conv's arithmetic (the head must stay real-time at stride 4)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.pw = nn.Conv2d(width, width, 1)
+        self.norm = nn.GroupNorm(1, width)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.pw(self.dw(x))))
+
+
+class TopDownHead(nn.Module):
+    """Top-down decoder over the fused trunk levels with deep supervision.
+
+    Starting from the stride-32 level, each step upsamples, adds the next finer level's 1x1
+    lateral projection and refines with a LightBlock (strides 16, 8); at stride 4 the GMLFF output
+    (all levels, gated) joins as the lateral. Side logits at strides 16 and 8 supervise the coarse
+    levels (deep supervision); the stride-4 output is the coarse map itself. Replaces the single
+    3x3 conv head, whose pseudo mask capped every tracked frame (issue 14)."""
+
+    def __init__(self, channels: list[int], width: int = 64) -> None:
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"TopDownHead needs the 4 trunk levels, got {len(channels)}")
+        # channels in trunk order (stride 4, 8, 16, 32); stride 4 comes in through GMLFF
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels[1:])
+        self.blocks = nn.ModuleList(LightBlock(width) for _ in range(3))  # strides 16, 8, 4
+        self.side = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in range(2))  # strides 16, 8
+        self.out = nn.Conv2d(width, 1, 1)
+
+    @staticmethod
+    def _up(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, levels: list[torch.Tensor], gmlff_out: torch.Tensor, out_size: int,
+                sides: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """-> (coarse logits [B,1,S,S], side logits [s16, s8] each [B,1,S,S] or [] if not sides)."""
+        l8, l16, l32 = (lat(x) for lat, x in zip(self.lateral, levels[1:], strict=True))
+        d16 = self.blocks[0](l16 + self._up(l32, l16))
+        d8 = self.blocks[1](l8 + self._up(d16, l8))
+        d4 = self.blocks[2](gmlff_out + self._up(d8, gmlff_out))
+        size = (out_size, out_size)
+        coarse = F.interpolate(self.out(d4), size=size, mode="bilinear", align_corners=False)
+        side_out = []
+        if sides:
+            side_out = [F.interpolate(head(d), size=size, mode="bilinear", align_corners=False)
+                        for head, d in zip(self.side, (d16, d8), strict=True)]
+        return coarse, side_out

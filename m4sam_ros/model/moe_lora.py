@@ -186,6 +186,10 @@ class ModalityState:
         self.tags: torch.Tensor | None = None
         self.aux: list[torch.Tensor] = []
 
+    def set_tags(self, tags: torch.Tensor | None) -> None:
+        """Tags [B] (RGB=0 / DEPTH=1) for the next trunk forward, or None (adapters inactive)."""
+        self.tags = tags
+
 
 class QKVAdapter(nn.Module):
     """The q and v MoE-LoRA adapters of one Hiera block; called from a forward hook on qkv."""
