@@ -1,0 +1,126 @@
+"""3D boxes per salient component: units, zero size, outliers, intrinsics."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from m4sam_ros.boxes3d import Camera, DepthUnitsError, boxes_3d, depth_in_metres
+from m4sam_ros.predictor import Box, boxes_from_mask
+
+CAM = Camera(fx=200.0, fy=210.0, cx=63.5, cy=47.5)
+H, W = 96, 128
+
+
+def _scene(z_obj: float = 2.0, z_wall: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """A fronto-parallel rectangle (u 40..79, v 30..59) at z_obj in front of a wall; mm depth."""
+    depth = np.full((H, W), int(z_wall * 1000), np.uint16)
+    mask = np.zeros((H, W), np.uint8)
+    depth[30:60, 40:80] = int(z_obj * 1000)
+    mask[30:60, 40:80] = 255
+    return mask, depth
+
+
+def _expected_x(u0: int, u1: int, z: float, rows: int = 30) -> tuple[float, float]:
+    """Centre and 2..98 percentile extent of x over the pixels of columns u0..u1-1 at depth z."""
+    xs = np.repeat((np.arange(u0, u1) - CAM.cx) * z / CAM.fx, rows)
+    lo, hi = np.percentile(xs, 2), np.percentile(xs, 98)
+    return (lo + hi) / 2, hi - lo
+
+
+def test_box_of_a_plane_matches_its_geometry_and_is_never_zero_thick() -> None:
+    mask, depth = _scene()
+    boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
+    [b] = boxes_3d(mask, boxes, depth, "16UC1", CAM)
+    cx, sx = _expected_x(40, 80, 2.0)
+    assert b.center[0] == pytest.approx(cx, abs=1e-6) and b.size[0] == pytest.approx(sx, abs=1e-6)
+    ys = np.repeat((np.arange(30, 60) - CAM.cy) * 2.0 / CAM.fy, 40)
+    assert b.size[1] == pytest.approx(np.percentile(ys, 98) - np.percentile(ys, 2), abs=1e-6)
+    assert b.center[2] == pytest.approx(2.0, abs=1e-6)
+    assert b.size[2] == pytest.approx(0.01)  # flat: padded to min_extent, never zero
+    assert b.num_points == 30 * 40 and b.box2d == (40, 30, 80, 60) and b.index == 0
+    assert b.score == pytest.approx(1.0)
+
+
+def test_16uc1_millimetres_and_32fc1_metres_give_the_same_box() -> None:
+    mask, depth = _scene()
+    boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
+    [mm] = boxes_3d(mask, boxes, depth, "16UC1", CAM)
+    metres = depth.astype(np.float32) / 1000
+    metres[0, 0] = np.nan
+    [m] = boxes_3d(mask, boxes, metres, "32FC1", CAM)
+    np.testing.assert_allclose(m.center, mm.center, atol=1e-6)
+    np.testing.assert_allclose(m.size, mm.size, atol=1e-6)
+
+
+def test_flying_pixels_and_holes_do_not_stretch_the_box() -> None:
+    mask, depth = _scene()
+    rng = np.random.default_rng(0)
+    inside = np.argwhere(mask > 0)
+    pick = inside[rng.choice(len(inside), 60, replace=False)]
+    depth[pick[:30, 0], pick[:30, 1]] = 5000      # 2.5 % edge pixels that see the wall
+    depth[pick[30:, 0], pick[30:, 1]] = 0         # holes
+    depth[31, 41] = 300                           # one flying pixel far in front
+    [b] = boxes_3d(mask, [Box(40, 30, 80, 60, 0.9)], depth, "16UC1", CAM)
+    assert b.center[2] == pytest.approx(2.0, abs=1e-6)
+    assert b.size[2] == pytest.approx(0.01)
+    cx, sx = _expected_x(40, 80, 2.0)
+    assert b.center[0] == pytest.approx(cx, abs=0.01) and b.size[0] == pytest.approx(sx, rel=0.03)
+    assert b.num_points == 30 * 40 - 30 and b.score == pytest.approx(0.9)
+
+
+def test_component_without_depth_is_left_out_and_counted() -> None:
+    mask, depth = _scene()
+    mask[70:90, 100:120] = 255                   # a second component ...
+    depth[70:90, 100:120] = 0                    # ... with no valid depth
+    boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
+    assert len(boxes) == 2
+    skipped: Counter[str] = Counter()
+    dets = boxes_3d(mask, boxes, depth, "16UC1", CAM, skipped=skipped)
+    assert [d.index for d in dets] == [0] and skipped == {"too_few_depth_points": 1}
+    depth[70:90, 100:120] = 12000                # beyond max_depth (10 m): same
+    assert len(boxes_3d(mask, boxes, depth, "16UC1", CAM, skipped=skipped)) == 1
+    assert skipped["too_few_depth_points"] == 2
+
+
+def test_components_are_separated_even_when_their_boxes_overlap() -> None:
+    mask = np.zeros((H, W), np.uint8)
+    depth = np.full((H, W), 4000, np.uint16)
+    mask[10:60, 10:14] = 255                     # an L: its box covers the square below
+    mask[56:60, 10:60] = 255
+    mask[20:40, 30:50] = 255                     # a separate square at 1 m inside the L's box
+    depth[20:40, 30:50] = 1000
+    depth[mask > 0] = np.where(depth[mask > 0] == 1000, 1000, 3000)
+    boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
+    dets = boxes_3d(mask, boxes, depth, "16UC1", CAM)
+    zs = sorted(round(d.center[2], 3) for d in dets)
+    assert zs == [1.0, 3.0]
+
+
+@pytest.mark.parametrize(("depth", "encoding", "match"), [
+    (np.full((4, 4), 1500, np.uint16), "32FC1", "must be float32"),
+    (np.full((4, 4), 1500.0, np.float32), "32FC1", "millimetres"),
+    (np.full((4, 4), 2, np.uint16), "16UC1", "metres stored as integers"),
+    (np.full((4, 4), 2.0, np.float32), "16UC1", "must be uint16"),
+    (np.full((4, 4), 2.0, np.float64), "64FC1", "not a depth encoding"),
+])
+def test_depth_units_are_checked_against_the_encoding(depth: np.ndarray, encoding: str, match: str) -> None:
+    with pytest.raises(DepthUnitsError, match=match) as info:
+        depth_in_metres(depth, encoding)
+    assert info.value.reason == "depth_units"
+
+
+@pytest.mark.parametrize("k", [
+    [float("nan"), 0, 64, 0, 200, 48, 0, 0, 1],
+    [200, 0, 64, 0, float("inf"), 48, 0, 0, 1],
+    [200, 0, float("nan"), 0, 200, 48, 0, 0, 1],
+    [0, 0, 64, 0, 0, 48, 0, 0, 0],
+    [-200, 0, 64, 0, 200, 48, 0, 0, 1],
+    [200, 0, 64, 0, 200, 48],
+])
+def test_intrinsics_must_be_finite_and_positive(k: list[float]) -> None:
+    with pytest.raises(DepthUnitsError) as info:
+        Camera.from_k(k)
+    assert info.value.reason == "bad_camera_info"
