@@ -91,10 +91,11 @@ class SyntheticVideo:
 
 def generate_video(seed: int, num_frames: int = 60, width: int = 320, height: int = 240, fps: float = 15.0,
                    scene_cuts: int = 0, holdout: str | None = None, layout: str | None = None,
-                   distractors: tuple[str, ...] | None = None) -> SyntheticVideo:
+                   distractors: tuple[str, ...] | None = None, rest: bool | None = None) -> SyntheticVideo:
     """Draws one video of the world. ``scene_cuts`` new scenes start at evenly spaced frames;
     ``holdout`` names the factor whose values come from its held-out pool (None: training world);
-    ``layout`` / ``distractors`` force those values (the demo's table-top scene)."""
+    ``layout`` / ``distractors`` force those values and ``rest`` makes the objects rest on the
+    support surface and stay in view (the demo's table-top scene)."""
     if num_frames < 1 or width < 32 or height < 32:
         raise ValueError(f"need num_frames >= 1 and an image of at least 32x32, got {num_frames} frames "
                          f"of {width}x{height}")
@@ -103,14 +104,14 @@ def generate_video(seed: int, num_frames: int = 60, width: int = 320, height: in
     w, h = width, height
     cut_frames = [int(round(num_frames * (i + 1) / (scene_cuts + 1))) for i in range(scene_cuts)]
     cuts = [c for c in cut_frames if 0 < c < num_frames]
-    scene = sample_scene(rng, w, h, pools, layout, distractors)
+    scene = sample_scene(rng, w, h, pools, layout, distractors, rest)
     video = SyntheticVideo(fx=scene.fx, fy=scene.fy, cx=scene.cx, cy=scene.cy, fps=fps, cuts=cuts,
                            factors=[scene.factors])
     t0 = 0
     for t in range(num_frames):
         if t in cuts:
             # a cut is a new scene seen by the same camera (same intrinsics)
-            scene, t0 = sample_scene(rng, w, h, pools, layout, distractors), t
+            scene, t0 = sample_scene(rng, w, h, pools, layout, distractors, rest), t
             scene.fx, scene.fy, scene.cx, scene.cy = video.fx, video.fy, video.cx, video.cy
             video.factors.append(scene.factors)
         rgb, depth_m, gt = render_frame(scene, rng, t - t0)

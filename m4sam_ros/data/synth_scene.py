@@ -105,8 +105,10 @@ def _warp(src: np.ndarray, centre: np.ndarray, angle: float, side: float, w: int
 
 
 def sample_scene(rng: np.random.Generator, w: int, h: int, pools: dict[str, tuple[str, ...]],
-                 layout: str | None = None, distractors: tuple[str, ...] | None = None) -> Scene:
-    """Draws one scene from the factor pools (``layout`` / ``distractors`` force those values)."""
+                 layout: str | None = None, distractors: tuple[str, ...] | None = None,
+                 rest: bool | None = None) -> Scene:
+    """Draws one scene from the factor pools (``layout`` / ``distractors`` force those values,
+    ``rest`` whether the objects rest on the support surface, when the layout has one)."""
     hfov = np.radians(rng.uniform(55, 90))
     fx = (w / 2) / np.tan(hfov / 2)
     fy = fx * rng.uniform(0.98, 1.02)
@@ -129,6 +131,7 @@ def sample_scene(rng: np.random.Generator, w: int, h: int, pools: dict[str, tupl
         x, y = int(np.clip(p[0], 0, w - 1)), int(np.clip(p[1], 0, h - 1))
         return float(bg_depth[y, x]) if finite[y, x] else 8.0
 
+    force_rest = rest
     sprites: list[Sprite] = []
     n_obj = int(rng.choice([1, 2, 3], p=[0.55, 0.3, 0.15]))
     obj_looks = []
@@ -143,10 +146,10 @@ def sample_scene(rng: np.random.Generator, w: int, h: int, pools: dict[str, tupl
         centre = np.array([rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.7) * h])
         if n_obj > 1:
             centre[0] = (k + 0.5) / n_obj * w + rng.normal(0, w * 0.05)
-        rest = lay.support_plane is not None and rng.random() < 0.75
+        rest = lay.support_plane is not None and (rng.random() < 0.75 if force_rest is None else force_rest)
         behind = bg_at(centre)
         z0 = behind * rng.uniform(0.35, 0.75) if not rest else behind
-        exit_ = rng.random() < 0.25   # drifts out of the frame
+        exit_ = rng.random() < (0.25 if force_rest is None else 0.0)   # drifts out of the frame
         vel = rng.normal(0, 0.6, 2) if not exit_ else np.array([rng.choice([-1, 1]) * w / 40.0, 0.0])
         shiny = None
         if rng.random() < 0.3:
