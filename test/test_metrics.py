@@ -86,12 +86,42 @@ def test_input_checks_and_conversions() -> None:
     assert resize_to(np.zeros((10, 20), np.uint8), (30, 40)).shape == (30, 40)
 
 
-def test_metric_accumulator_alias_matches_score_pairs() -> None:
+def test_metric_accumulator_against_hand_computed_values() -> None:
+    """MetricAccumulator's numbers computed by hand here (PySODMetrics' documented rules: GT > 128,
+    prediction min-max normalised per frame, adaptive threshold twice the mean, beta^2 0.3, and
+    the S-measure's empty/full-GT cases), averaged over frames."""
     from m4sam_ros.metrics import MetricAccumulator
+
     acc = MetricAccumulator()
-    gt = _gt()
-    pred = _noisy(gt, 3)
-    acc.step(pred, gt)
-    res = acc.results()
-    ref = score_pairs([(pred, gt)])
-    assert res["S"] == ref["S"] and res["MAE"] == ref["MAE"]
+    gt1 = np.zeros((10, 10), np.uint8)
+    gt1[2:6, 3:8] = 255                           # 20 foreground pixels
+    pred1 = np.full((10, 10), 40, np.uint8)       # range 40..200: normalised to 0..1
+    pred1[2:6, 3:8] = 200
+    pred1[8, 0:4] = 120                           # 4 false-positive pixels at 0.5
+    pred1[2, 3] = 120                             # one foreground pixel at 0.5
+    gt2 = np.zeros((10, 10), np.uint8)            # empty GT: S = 1 - mean(pred)
+    pred2 = np.zeros((10, 10), np.uint8)
+    pred2[0, :5] = 255                            # 5 pixels at 1.0
+    acc.step(pred1, gt1)
+    acc.step(pred2, gt2)
+    r = acc.results(curves=False)
+    assert r["frames"] == 2
+    # frame 1, normalised: 19 fg at 1.0, 1 fg at 0.5, 4 bg at 0.5, the rest 0
+    mae1 = (1 * 0.5 + 4 * 0.5) / 100
+    mae2 = 5 / 100
+    assert r["MAE"] == pytest.approx((mae1 + mae2) / 2, abs=1e-12)
+    # adaptive F, frame 1: threshold 2 * mean = 2 * (19 + 2.5) / 100 = 0.43 -> the 24 pixels >= 0.5
+    p1, r1 = 20 / 24, 20 / 20
+    adp1 = 1.3 * p1 * r1 / (0.3 * p1 + r1)
+    # frame 2: empty GT -> no true positive -> F = 0
+    assert r["adpF"] == pytest.approx((adp1 + 0.0) / 2, abs=1e-12)
+    # S-measure, frame 2 (empty GT): 1 - mean(pred) = 0.95; frame 1 via PySODMetrics' structure terms
+    sm1 = psm.Smeasure()
+    sm1.step(pred=pred1, gt=gt1)
+    assert r["S"] == pytest.approx((float(sm1.get_results()["sm"]) + 0.95) / 2, abs=1e-12)
+    # a full GT frame alone: S = mean(pred)
+    full = MetricAccumulator()
+    pred3 = np.zeros((4, 4), np.uint8)
+    pred3[:, :1] = 255
+    full.step(pred3, np.full((4, 4), 255, np.uint8))
+    assert full.results(curves=False)["S"] == pytest.approx(0.25, abs=1e-12)
