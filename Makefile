@@ -1,20 +1,37 @@
 # The two commands of the README: `make demo` and `make test`. Both set everything up first.
+# ROS 2 Jazzy (LTS) is the default; a second environment for Kilted:
+#   make test ROS_DISTRO=kilted VENV=.venv-kilted
 SHELL := /bin/bash
 PYTHON ?= python3.11
-VENV := .venv
+ROS_DISTRO ?= jazzy
+VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU_VERSION := 2.13.0
 SAM2_VERSION := 1.1.0
-STAMP := $(VENV)/.setup-done
+# Source snapshots of the ROS Python packages that are not on the index (test material only).
+SHARED_ROS ?= ../shared/ros
+REQS := requirements-$(ROS_DISTRO).txt
+STAMP := $(VENV)/.setup-$(ROS_DISTRO)
+TESTENV_STAMP := $(VENV)/.testenv-$(ROS_DISTRO)
 
-.PHONY: setup test lint demo clean
+.PHONY: setup testenv test lint demo mutation clean
+
+ifeq ($(wildcard $(REQS)),)
+$(error ROS_DISTRO=$(ROS_DISTRO): no $(REQS); supported: jazzy (default), kilted)
+endif
 
 setup: $(STAMP)
 
-# Idempotent: re-runs only when the pins or the package metadata change.
-$(STAMP): requirements.txt setup.py package.xml
+# Idempotent: re-runs only when the pins or the package metadata change. Refuses to turn an
+# environment of one ROS distribution into another (use another VENV for the second one).
+$(STAMP): $(REQS) requirements-runtime.txt requirements-dev.txt setup.py setup.cfg package.xml
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(shell $(PYTHON) -c 'import torch' 2>/dev/null && echo y),--system-site-packages,) $(VENV)
+	@have=$$($(PY) -c 'import importlib.metadata as m; print(m.version("ros-rclpy"))' 2>/dev/null || true); \
+	case "$(ROS_DISTRO):$$have" in \
+	  *:|jazzy:7.*|kilted:9.*) ;; \
+	  *) echo "$(VENV) holds ros-rclpy $$have, not ROS 2 $(ROS_DISTRO): choose another VENV=... (or 'make clean VENV=$(VENV)')" >&2; exit 1 ;; \
+	esac
 	$(PIP) install -q --upgrade pip setuptools wheel
 	@# torch: keep the user's own (CUDA) build where one is importable; the CPU build otherwise.
 	@if $(PY) -c 'import torch' 2>/dev/null; then \
@@ -24,17 +41,31 @@ $(STAMP): requirements.txt setup.py package.xml
 	else \
 	  $(PIP) install -q torch==$(TORCH_CPU_VERSION); \
 	fi
-	$(PIP) install -q -r requirements.txt
-	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==$(SAM2_VERSION)
+	$(PIP) install -q -r $(REQS)
+	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-deps --no-build-isolation sam2==$(SAM2_VERSION)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# The real launch, launch_ros, message_filters, sensor_msgs_py (from $(SHARED_ROS)) and a
+# rosidl-generated vision_msgs, for the tests. Both steps are cached (second run: ~1 s).
+testenv: $(TESTENV_STAMP)
+
+$(TESTENV_STAMP): $(STAMP) tools/install_ros_python.sh tools/ensure_vision_msgs.sh
+	tools/install_ros_python.sh $(PY) $(SHARED_ROS)
+	tools/ensure_vision_msgs.sh $(PY) $(SHARED_ROS)
+	@touch $(TESTENV_STAMP)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
-test: setup lint
-	$(PY) -m pytest -q test; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+test: setup testenv lint
+	@echo "== tests on ROS 2 $(ROS_DISTRO) ($(VENV)) =="
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest -q test; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# Do the tests catch deliberately broken code? (tools/mutation_check.py)
+mutation: setup testenv
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) tools/mutation_check.py
 
 # The main job: the real node on a replayed synthetic RGB-D bag, recorded and scored (demo_output/).
 demo: setup

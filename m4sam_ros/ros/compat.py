@@ -1,14 +1,25 @@
-"""The one importer of cv_bridge, message_filters, sensor_msgs_py and vision_msgs.
+"""The one importer of message_filters, sensor_msgs_py and vision_msgs, and the image bridge.
 
-On a ROS 2 install the real packages are used. Where they are missing (a pip-only install, CI) an
-API-compatible stand-in takes their place: ``CvBridge`` on ``m4sam_ros.image_codec`` (rosbags-image
-encoding tables, honours ``step``), ``Subscriber``/``ApproximateTimeSynchronizer`` on
-``m4sam_ros.sync.ApproximateTimePairer`` (message_filters' own policy), ``create_cloud_xyz32`` on
-numpy. Nothing outside this module knows which one it got; ``BACKENDS`` says, for the log.
+On a ROS 2 install the real message_filters, sensor_msgs_py and vision_msgs are used. Where they
+are missing (a pip-only install) an API-compatible stand-in takes their place: ``Subscriber`` /
+``ApproximateTimeSynchronizer`` on ``m4sam_ros.sync.ApproximateTimePairer`` (message_filters' own
+policy), ``create_cloud_xyz32`` on numpy; without vision_msgs ``HAVE_VISION_MSGS`` is False and
+no Detection2DArray is published. ``BACKENDS`` says which one each resolved to, for the log.
+
+Images never go through cv_bridge: ``CvBridge`` here is always the project's own numpy codec
+(``m4sam_ros.image_codec``). apt's cv_bridge needs its compiled helper built against numpy 1.x
+(every call fails next to numpy 2) and decodes rows padded by a non-multiple of the pixel size as
+a skewed image; the codec has neither problem and is checked against cv_bridge's Python core.
+
+Forcing the stand-ins (tests, or to rule a ROS package out): ``M4SAM_ROS_STANDINS=all`` or a comma
+list of ``message_filters,sensor_msgs_py,vision_msgs`` in the environment before this module is
+imported. The stand-in implementations are always importable under ``StandIn*`` names, so a test
+can run both side by side on the same messages.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,55 +36,74 @@ from m4sam_ros.image_codec import (
 )
 from m4sam_ros.sync import ApproximateTimePairer
 
-#: Which implementation each optional package resolved to: "ros" (the real package) or "stand-in".
+#: The optional ROS packages this module resolves, in order.
+OPTIONAL_PACKAGES = ("message_filters", "sensor_msgs_py", "vision_msgs")
+#: Environment variable that forces stand-ins: "all", or a comma list of OPTIONAL_PACKAGES.
+STANDINS_ENV = "M4SAM_ROS_STANDINS"
+
+#: Which implementation each optional package resolved to: "ros" (the real package), "stand-in",
+#: or for vision_msgs "missing" (nothing to stand in: ~/detections is then not published).
 BACKENDS: dict[str, str] = {}
 
-# --------------------------------------------------------------------------------------- cv_bridge
-try:  # pragma: no cover - only on a ROS install
-    from cv_bridge import CvBridge, CvBridgeError
 
-    BACKENDS["cv_bridge"] = "ros"
-except ImportError:
-    BACKENDS["cv_bridge"] = "stand-in"
+def forced_standins(value: str | None = None) -> frozenset[str]:
+    """The packages for which the stand-in is forced (``value`` defaults to $M4SAM_ROS_STANDINS)."""
+    raw = os.environ.get(STANDINS_ENV, "") if value is None else value
+    names = {n.strip() for n in raw.split(",") if n.strip()}
+    if "all" in names:
+        return frozenset(OPTIONAL_PACKAGES)
+    unknown = names - set(OPTIONAL_PACKAGES)
+    if unknown:
+        raise ValueError(f"{STANDINS_ENV}={raw!r}: unknown package(s) {', '.join(sorted(unknown))}; "
+                         f"use 'all' or a comma list of {', '.join(OPTIONAL_PACKAGES)}")
+    return frozenset(names)
 
-    class CvBridgeError(TypeError):  # type: ignore[no-redef]
-        """Raised when a message cannot be converted; cv_bridge's own exception type is a TypeError."""
 
-    class CvBridge:  # type: ignore[no-redef]
-        """cv_bridge.CvBridge's image half, on image_codec (all REP 118 encodings, row padding)."""
+_FORCED = forced_standins()
 
-        def imgmsg_to_cv2(self, img_msg: Any, desired_encoding: str = "passthrough") -> np.ndarray:
-            """Image -> array; ``desired_encoding`` 'passthrough', 'rgb8', 'bgr8' or the message's own."""
-            try:
-                arr = image_to_numpy(img_msg)
-            except ImageDecodeError as exc:
-                raise CvBridgeError(str(exc)) from exc
-            enc = str(img_msg.encoding)
-            if desired_encoding in ("passthrough", enc):
-                return arr
-            try:
-                if desired_encoding == "rgb8":
-                    return to_rgb(arr, enc)
-                if desired_encoding == "bgr8":
-                    return np.ascontiguousarray(to_rgb(arr, enc)[..., ::-1])
-                if desired_encoding == "mono8" and enc in ("rgb8", "bgr8", "rgba8", "bgra8"):
-                    rgb = to_rgb(arr, enc).astype(np.float32)
-                    return np.round(rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
-            except ImageDecodeError as exc:
-                raise CvBridgeError(str(exc)) from exc
-            raise CvBridgeError(f"conversion {enc} -> {desired_encoding} is not supported by the stand-in")
 
-        def cv2_to_imgmsg(self, cvim: np.ndarray, encoding: str = "passthrough", header: Any = None) -> Image:
-            """Array -> Image; 'passthrough' picks the encoding from dtype and channel count."""
-            if encoding == "passthrough":
-                encoding = _encoding_for(np.asarray(cvim))
-            try:
-                msg = numpy_to_image(cvim, encoding, factory=_image_factory)
-            except ImageDecodeError as exc:
-                raise CvBridgeError(str(exc)) from exc
-            if header is not None:
-                msg.header = header
-            return msg
+# ------------------------------------------------------------------------------------ image bridge
+class CvBridgeError(TypeError):
+    """Raised when a message cannot be converted; cv_bridge's own exception type is a TypeError."""
+
+
+class CvBridge:
+    """cv_bridge.CvBridge's image half, on image_codec (all accepted encodings, row padding, byte
+    order). Deliberately not the real cv_bridge: see the module docstring."""
+
+    def imgmsg_to_cv2(self, img_msg: Any, desired_encoding: str = "passthrough") -> np.ndarray:
+        """Image -> array; ``desired_encoding`` 'passthrough', 'rgb8', 'bgr8', 'mono8' or the message's own."""
+        try:
+            arr = image_to_numpy(img_msg)
+        except ImageDecodeError as exc:
+            raise CvBridgeError(str(exc)) from exc
+        enc = str(img_msg.encoding)
+        if desired_encoding in ("passthrough", enc):
+            return arr
+        try:
+            if desired_encoding == "rgb8":
+                return to_rgb(arr, enc)
+            if desired_encoding == "bgr8":
+                return np.ascontiguousarray(to_rgb(arr, enc)[..., ::-1])
+            if desired_encoding == "mono8" and enc in ("rgb8", "bgr8", "rgba8", "bgra8"):
+                rgb = to_rgb(arr, enc).astype(np.float32)
+                return np.round(rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+        except ImageDecodeError as exc:
+            raise CvBridgeError(str(exc)) from exc
+        raise CvBridgeError(f"conversion {enc} -> {desired_encoding} is not supported; decode with "
+                            "'passthrough' and convert the array")
+
+    def cv2_to_imgmsg(self, cvim: np.ndarray, encoding: str = "passthrough", header: Any = None) -> Image:
+        """Array -> Image; 'passthrough' picks the encoding from dtype and channel count."""
+        if encoding == "passthrough":
+            encoding = _encoding_for(np.asarray(cvim))
+        try:
+            msg = numpy_to_image(cvim, encoding, factory=_image_factory)
+        except ImageDecodeError as exc:
+            raise CvBridgeError(str(exc)) from exc
+        if header is not None:
+            msg.header = header
+        return msg
 
 
 def _image_factory(**fields: Any) -> Image:
@@ -94,71 +124,71 @@ def _encoding_for(arr: np.ndarray) -> str:
         raise CvBridgeError(f"no passthrough encoding for dtype {arr.dtype} with {chans} channel(s)") from None
 
 
-# --------------------------------------------------------------------------------- message_filters
-try:  # pragma: no cover - only on a ROS install
-    from message_filters import ApproximateTimeSynchronizer, Subscriber
+# --------------------------------------------------------------------- message_filters stand-ins
+class StandInSubscriber:
+    """message_filters.Subscriber: a subscription whose messages go to registered callbacks."""
 
-    BACKENDS["message_filters"] = "ros"
-except ImportError:
-    BACKENDS["message_filters"] = "stand-in"
+    def __init__(self, node: Any, msg_type: Any, topic: str, **kwargs: Any) -> None:
+        self.node = node
+        self.topic = topic
+        self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
+        kwargs.setdefault("qos_profile", 10)
+        self.sub = node.create_subscription(msg_type, topic, self.callback, **kwargs)
 
-    class Subscriber:  # type: ignore[no-redef]
-        """message_filters.Subscriber: a subscription whose messages go to registered callbacks."""
+    def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
+        """Adds a callback (called with the message, then ``args``); returns its connection id."""
+        conn = len(self.callbacks)
+        self.callbacks[conn] = (cb, args)
+        return conn
 
-        def __init__(self, node: Any, msg_type: Any, topic: str, **kwargs: Any) -> None:
-            self.node = node
-            self.topic = topic
-            self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
-            kwargs.setdefault("qos_profile", 10)
-            self.sub = node.create_subscription(msg_type, topic, self.callback, **kwargs)
+    def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
+        """Hands ``msg`` to every registered callback."""
+        for cb, args in list(self.callbacks.values()):
+            cb(*(msg + args))
 
-        def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
-            conn = len(self.callbacks)
-            self.callbacks[conn] = (cb, args)
-            return conn
+    def callback(self, msg: Any) -> None:
+        """The subscription's callback."""
+        self.signalMessage(msg)
 
-        def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
-            for cb, args in list(self.callbacks.values()):
-                cb(*(msg + args))
+    def getTopic(self) -> str:  # noqa: N802 - real API
+        """The topic name as given."""
+        return self.topic
 
-        def callback(self, msg: Any) -> None:
-            self.signalMessage(msg)
+    def __getattr__(self, key: str) -> Any:
+        if key == "sub":  # not yet set: avoid recursion during __init__
+            raise AttributeError(key)
+        return getattr(self.sub, key)
 
-        def getTopic(self) -> str:  # noqa: N802 - real API
-            return self.topic
 
-        def __getattr__(self, key: str) -> Any:
-            if key == "sub":  # not yet set: avoid recursion during __init__
-                raise AttributeError(key)
-            return getattr(self.sub, key)
+class StandInApproximateTimeSynchronizer:
+    """message_filters.ApproximateTimeSynchronizer(fs, queue_size, slop) on ApproximateTimePairer."""
 
-    class ApproximateTimeSynchronizer:  # type: ignore[no-redef]
-        """message_filters.ApproximateTimeSynchronizer(fs, queue_size, slop) on ApproximateTimePairer."""
+    def __init__(self, fs: Sequence[Any], queue_size: int, slop: float,
+                 allow_headerless: bool = False) -> None:
+        self.queue_size = int(queue_size)
+        self.slop = float(slop)
+        self.allow_headerless = allow_headerless
+        self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
+        self.pairer = ApproximateTimePairer(len(fs), queue_size, slop, callback=self.signalMessage)
+        self.input_connections = [f.registerCallback(self.add, None, i) for i, f in enumerate(fs)]
 
-        def __init__(self, fs: Sequence[Any], queue_size: int, slop: float,
-                     allow_headerless: bool = False) -> None:
-            self.queue_size = int(queue_size)
-            self.slop = float(slop)
-            self.allow_headerless = allow_headerless
-            self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
-            self.pairer = ApproximateTimePairer(len(fs), queue_size, slop, callback=self.signalMessage)
-            self.input_connections = [f.registerCallback(self.add, None, i) for i, f in enumerate(fs)]
+    def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
+        """Adds a callback (called with one message per input, then ``args``)."""
+        conn = len(self.callbacks)
+        self.callbacks[conn] = (cb, args)
+        return conn
 
-        def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
-            conn = len(self.callbacks)
-            self.callbacks[conn] = (cb, args)
-            return conn
+    def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
+        """Hands a matched set to every registered callback."""
+        for cb, args in list(self.callbacks.values()):
+            cb(*(msg + args))
 
-        def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
-            for cb, args in list(self.callbacks.values()):
-                cb(*(msg + args))
-
-        def add(self, msg: Any, my_queue: Any = None, my_queue_index: int | None = None) -> None:
-            """Offers one message of input ``my_queue_index``; headerless messages are ignored."""
-            stamp = getattr(getattr(msg, "header", None), "stamp", None)
-            if stamp is None:
-                return
-            self.pairer.add(int(my_queue_index or 0), stamp_to_ns(stamp), msg)
+    def add(self, msg: Any, my_queue: Any = None, my_queue_index: int | None = None) -> None:
+        """Offers one message of input ``my_queue_index``; headerless messages are ignored."""
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        if stamp is None:
+            return
+        self.pairer.add(int(my_queue_index or 0), stamp_to_ns(stamp), msg)
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -168,37 +198,58 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+Subscriber: Any
+ApproximateTimeSynchronizer: Any
+try:
+    if "message_filters" in _FORCED:
+        raise ImportError("stand-in forced by " + STANDINS_ENV)
+    from message_filters import ApproximateTimeSynchronizer, Subscriber
+
+    BACKENDS["message_filters"] = "ros"
+except ImportError:
+    Subscriber, ApproximateTimeSynchronizer = StandInSubscriber, StandInApproximateTimeSynchronizer
+    BACKENDS["message_filters"] = "stand-in"
+
+
 # ---------------------------------------------------------------------------------- sensor_msgs_py
-try:  # pragma: no cover - only on a ROS install
+def standin_create_cloud_xyz32(header: Any, points: Any) -> PointCloud2:
+    """sensor_msgs_py.point_cloud2.create_cloud_xyz32: an unorganised x, y, z float32 cloud."""
+    pts = np.ascontiguousarray(np.asarray(points, dtype=np.float32).reshape(-1, 3))
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, n in enumerate("xyz")]
+    cloud = PointCloud2(header=header, height=1, width=len(pts), fields=fields,
+                        is_bigendian=sys.byteorder == "big", point_step=12,
+                        row_step=12 * len(pts), is_dense=bool(np.isfinite(pts).all()))
+    cloud.data = pts.tobytes()
+    return cloud
+
+
+create_cloud_xyz32: Callable[[Any, Any], PointCloud2]
+try:
+    if "sensor_msgs_py" in _FORCED:
+        raise ImportError("stand-in forced by " + STANDINS_ENV)
     from sensor_msgs_py.point_cloud2 import create_cloud_xyz32
 
     BACKENDS["sensor_msgs_py"] = "ros"
 except ImportError:
+    create_cloud_xyz32 = standin_create_cloud_xyz32
     BACKENDS["sensor_msgs_py"] = "stand-in"
-
-    def create_cloud_xyz32(header: Any, points: Any) -> PointCloud2:  # type: ignore[no-redef]
-        """sensor_msgs_py.point_cloud2.create_cloud_xyz32: an unorganised x, y, z float32 cloud."""
-        pts = np.ascontiguousarray(np.asarray(points, dtype=np.float32).reshape(-1, 3))
-        fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, n in enumerate("xyz")]
-        cloud = PointCloud2(header=header, height=1, width=len(pts), fields=fields,
-                            is_bigendian=sys.byteorder == "big", point_step=12,
-                            row_step=12 * len(pts), is_dense=bool(np.isfinite(pts).all()))
-        cloud.data = pts.tobytes()
-        return cloud
 
 
 def cloud_xyz(cloud: Any) -> np.ndarray:
     """The x, y, z columns of a PointCloud2 as (N, 3) float32 (reader for tests and tools)."""
     names = {f.name: f.offset for f in cloud.fields}
-    dtype = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3,
+    order = ">" if cloud.is_bigendian else "<"
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": [order + "f4"] * 3,
                       "offsets": [names["x"], names["y"], names["z"]], "itemsize": cloud.point_step})
     rec = np.frombuffer(bytes(cloud.data), dtype=dtype, count=cloud.width * cloud.height)
     return np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float32)
 
 
 # -------------------------------------------------------------------------------------- vision_msgs
-try:  # pragma: no cover - only on a ROS install with vision_msgs 4.x
+try:
+    if "vision_msgs" in _FORCED:
+        raise ImportError("stand-in forced by " + STANDINS_ENV)
     from vision_msgs.msg import (
         BoundingBox2D,
         Detection2D,
@@ -243,7 +294,9 @@ def _pixel_layout(encoding: str) -> tuple[str, int, int]:
 
 
 __all__ = [
-    "BACKENDS", "HAVE_VISION_MSGS", "ApproximateTimeSynchronizer", "BoundingBox2D", "CvBridge",
-    "CvBridgeError", "Detection2D", "Detection2DArray", "ObjectHypothesisWithPose", "Subscriber",
-    "cloud_xyz", "create_cloud_xyz32", "image_problem", "stamp_to_ns",
+    "BACKENDS", "HAVE_VISION_MSGS", "OPTIONAL_PACKAGES", "STANDINS_ENV", "ApproximateTimeSynchronizer",
+    "BoundingBox2D", "CvBridge", "CvBridgeError", "Detection2D", "Detection2DArray",
+    "ObjectHypothesisWithPose", "StandInApproximateTimeSynchronizer", "StandInSubscriber", "Subscriber",
+    "cloud_xyz", "create_cloud_xyz32", "forced_standins", "image_problem", "standin_create_cloud_xyz32",
+    "stamp_to_ns",
 ]
