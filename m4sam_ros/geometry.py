@@ -6,6 +6,7 @@ offline. Points are in the camera's optical frame (x right, y down, z forward), 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ class Intrinsics:
         k = [float(v) for v in k]
         if len(k) != 9:
             raise ValueError(f"K must have 9 entries, got {len(k)}")
+        if not all(math.isfinite(v) for v in (k[0], k[4], k[2], k[5])):
+            raise ValueError(f"intrinsics must be finite, got fx={k[0]} fy={k[4]} cx={k[2]} cy={k[5]}")
         if k[0] <= 0 or k[4] <= 0:
             raise ValueError(f"focal lengths must be positive, got fx={k[0]} fy={k[4]}")
         return cls(k[0], k[4], k[2], k[5], int(width), int(height))

@@ -30,11 +30,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from m4sam_ros.model.build import build_m4sam
 from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
+from m4sam_ros.predictor import StreamingPredictor
 from m4sam_ros.ros import compat
 from m4sam_ros.ros.node import ConfigurationError, M4SamNode
-
-# the streaming predictor is written in parallel; until it is in the tree these tests cannot run
-StreamingPredictor = pytest.importorskip("m4sam_ros.predictor").StreamingPredictor
 
 H, W = 120, 160
 T0 = 1_700_000_000 * 10**9
@@ -125,7 +123,8 @@ class Harness:
     """The node under test plus a test node that publishes inputs and collects every output."""
 
     OUTPUTS = {"mask": Image, "saliency": Image, "overlay": Image, "markers": MarkerArray,
-               "object_points": PointCloud2}
+               "object_points": PointCloud2,
+               **({"detections": compat.Detection2DArray} if compat.HAVE_VISION_MSGS else {})}
 
     def __init__(self, context, checkpoint, predictor_factory=None, **params):
         overrides = {"checkpoint": str(checkpoint), "device": "cpu", "autostart": False,

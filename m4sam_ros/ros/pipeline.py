@@ -20,6 +20,9 @@ from m4sam_ros.ros import compat, messages
 
 ALL_OUTPUTS = ("mask", "saliency", "overlay", "detections", "markers", "points")
 
+#: Default largest image (width x height) decoded: 4096 x 2304 fits every 4K format.
+MAX_IMAGE_PIXELS = 4096 * 2304
+
 
 class RejectedInput(ValueError):
     """A pair that cannot be processed; ``reason`` is the counter key, the message says why."""
@@ -41,8 +44,18 @@ class OutputSettings:
     marker_lifetime: float = 0.5
 
 
-def decode_pair(color: Any, depth: Any, bridge: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validates and converts one colour/depth pair; raises RejectedInput naming the problem."""
+def decode_pair(color: Any, depth: Any, bridge: Any, max_pixels: int = MAX_IMAGE_PIXELS
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Validates and converts one colour/depth pair; raises RejectedInput naming the problem.
+
+    Images over ``max_pixels`` are refused before any decoding (a 4096x4096 pair would otherwise
+    hold ~200 MB in the decoder and the model's buffers)."""
+    for name, msg in (("color", color), ("depth", depth)):
+        pixels = int(msg.width) * int(msg.height)
+        if pixels > max_pixels:
+            raise RejectedInput("too_large", f"{name} image {msg.width}x{msg.height} = {pixels} pixels is over "
+                                f"max_image_pixels = {max_pixels}: lower the camera resolution or raise "
+                                "max_image_pixels")
     for name, msg, allowed in (("color", color, COLOR_ENCODINGS), ("depth", depth, DEPTH_ENCODINGS)):
         problem = compat.image_problem(msg, allowed)
         if problem:
@@ -58,10 +71,16 @@ def decode_pair(color: Any, depth: Any, bridge: Any) -> tuple[np.ndarray, np.nda
         raise RejectedInput("size_mismatch", f"colour {rgb.shape[1]}x{rgb.shape[0]} vs depth {d.shape[1]}x"
                             f"{d.shape[0]}: depth must be registered to colour (RealSense: "
                             "align_depth.enable:=true)")
-    valid = (d > 0) if np.issubdtype(d.dtype, np.integer) else (np.isfinite(d) & (d > 0))
-    if not valid.any():
+    if valid_depth_fraction(d) == 0:
         raise RejectedInput("invalid_depth", "no valid depth pixel in the frame")
     return rgb, d
+
+
+def valid_depth_fraction(depth: np.ndarray) -> float:
+    """Share of pixels with a usable depth (16UC1: > 0; 32FC1: finite and > 0)."""
+    d = np.asarray(depth)
+    valid = (d > 0) if np.issubdtype(d.dtype, np.integer) else (np.isfinite(d) & (d > 0))
+    return float(valid.mean()) if valid.size else 0.0
 
 
 def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any, camera_info: Any | None,

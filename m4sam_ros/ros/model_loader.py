@@ -1,0 +1,110 @@
+"""Parameters -> a ready StreamingPredictor, or a ConfigurationError that names the parameter and
+what to do. Checks paths before importing torch-heavy modules, so a wrong path fails fast."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from m4sam_ros.ros.params import DEMO_MODEL, WEIGHTS_HELP, ConfigurationError
+
+#: Node parameters handed to the predictor (name on the node -> predictor keyword/attribute).
+PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold"}
+
+
+def resolve_weights(p: Callable[[str], Any]) -> tuple[str, str, str | None]:
+    """(config, m4sam checkpoint, sam2 checkpoint) from the parameters (``p(name)``)."""
+    from m4sam_ros.model.build import load_config
+
+    cfg_name = str(p("model_config"))
+    try:
+        cfg = load_config(cfg_name)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigurationError(f"parameter 'model_config' = {cfg_name!r}: {exc}") from exc
+    ckpt = str(p("checkpoint")).strip()
+    if not ckpt:
+        if cfg.get("name") != "m4sam_demo":
+            raise ConfigurationError(
+                f"parameter 'checkpoint' is empty, and model_config {cfg_name!r} has no bundled "
+                f"weights. {WEIGHTS_HELP}")
+        ckpt = str(DEMO_MODEL)
+    ckpt_path = Path(os.path.expanduser(ckpt))
+    if not ckpt_path.is_file():
+        raise ConfigurationError(f"parameter 'checkpoint' = {ckpt!r}: no such file. {WEIGHTS_HELP}")
+    sam2 = str(p("sam2_checkpoint")).strip() or None
+    needs_sam2 = not cfg.get("train_base_in_full", False)
+    if sam2 is None and needs_sam2:
+        raise ConfigurationError(
+            f"parameter 'sam2_checkpoint' is empty, but model_config {cfg_name!r} builds on SAM2.1's "
+            f"trained image trunk. {WEIGHTS_HELP}")
+    if sam2 is not None and not Path(os.path.expanduser(sam2)).is_file():
+        raise ConfigurationError(f"parameter 'sam2_checkpoint' = {sam2!r}: no such file. {WEIGHTS_HELP}")
+    return cfg_name, str(ckpt_path), (os.path.expanduser(sam2) if sam2 else None)
+
+
+def resolve_device(setting: str) -> str:
+    """The torch device ``setting`` means here: auto -> cuda when available, else cpu."""
+    import torch
+
+    dev = str(setting)
+    if dev == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(f"parameter 'device' = {dev!r}: CUDA is not available here "
+                                 f"(torch {torch.__version__}); use device:=cpu or auto")
+    return dev
+
+
+def build_predictor(p: Callable[[str], Any]) -> tuple[Any, str]:
+    """(StreamingPredictor, the device it runs on) from the parameters, warmed up."""
+    cfg, ckpt, sam2 = resolve_weights(p)  # before importing torch-heavy modules: fail fast
+    from m4sam_ros.model.checkpoint import CheckpointError
+    from m4sam_ros.predictor import StreamingPredictor
+
+    device = resolve_device(p("device"))
+    size = int(p("image_size")) or None
+    thresholds = {attr: p(name) for name, attr in PREDICTOR_THRESHOLDS.items()}
+    try:
+        predictor = StreamingPredictor.from_config(cfg, m4sam_checkpoint=ckpt, sam2_checkpoint=sam2,
+                                                   device=device, image_size=size, **thresholds)
+    except CheckpointError as exc:
+        name = "sam2_checkpoint" if sam2 and sam2 in str(exc) else "checkpoint"
+        raise ConfigurationError(f"parameter '{name}': {exc}. {WEIGHTS_HELP}") from exc
+    predictor.warm_up()  # the first camera frame should not pay for lazy initialisation
+    return predictor, device
+
+
+def predictor_device(predictor: Any, fallback: str) -> str:
+    """The device a predictor (or an injected wrapper) actually runs on, e.g. 'cpu', 'cuda:0'."""
+    target = getattr(predictor, "inner", predictor)
+    try:
+        return str(next(target.model.parameters()).device)  # cuda:0, not the configured "cuda"
+    except Exception:  # noqa: BLE001 - no model parameters: the predictor's own word, or the fallback
+        dev = getattr(target, "device", None)
+        return str(dev) if dev is not None else fallback
+
+
+def apply_threshold(predictor: Any, name: str, value: Any) -> None:
+    """Hands a run-time threshold parameter to the predictor."""
+    attr = PREDICTOR_THRESHOLDS[name]
+    target = getattr(predictor, "inner", predictor)
+    setter = getattr(target, "set_thresholds", None)
+    if setter is not None:
+        setter(**{attr: value})
+    else:
+        setattr(target, attr, value)
+
+
+def release_memory() -> None:
+    """Collects the dropped model and returns cached GPU memory."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing must never fail a transition
+        pass
