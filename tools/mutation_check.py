@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Mutation check: does the test suite notice deliberate bugs?
+
+Each mutant below is one deliberate bug (a regular expression and its replacement in one file)
+plus the tests that should catch it. The script copies the repository (tracked and untracked,
+non-ignored files) to a temporary folder - the working tree is never touched - runs the union of
+the selected tests once on the unmodified copy (they must pass, or nothing below means anything),
+then for each mutant writes the bug into the copy, runs that mutant's tests (stopping at the first
+failure) and restores the file. A mutant whose tests still pass SURVIVED: the suite does not pin
+that behaviour. A mutant whose pattern no longer matches the code exactly once is STALE: edit its
+pattern when you change the code it targets, so the list stays in step.
+
+    .venv/bin/python tools/mutation_check.py              # every mutant (minutes; OMP_NUM_THREADS=1)
+    .venv/bin/python tools/mutation_check.py --list       # the mutants and whether each still matches
+    .venv/bin/python tools/mutation_check.py --only predictor-memory-fp32 --only depth-minmax
+
+Exit status: 0 when every mutant was killed; 1 when one survived, is stale or errored; 2 when the
+unmodified copy already fails its tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug: ``pattern`` (a regex that must match ``path`` exactly once) is replaced by
+    ``replacement`` (``re.sub`` syntax); ``tests`` are pytest arguments that must then fail."""
+
+    name: str
+    path: str
+    pattern: str
+    replacement: str
+    tests: tuple[str, ...]
+    why: str
+    owner: str
+
+
+P = "test/test_predictor.py"
+MUTANTS: tuple[Mutant, ...] = (
+    # ---------------------------------------------------------------- the seven of issue 15's table
+    Mutant("predictor-memory-fp32", "m4sam_ros/predictor.py",
+           r'out\["maskmem_features"\]\.to\(torch\.bfloat16\)', 'out["maskmem_features"]',
+           (f"{P}::test_parity_with_sam2_video_predictor",),
+           "frame memories stored in fp32 instead of bf16 (SAM2's video predictor storage)", "MODEL"),
+    Mutant("predictor-bound-report", "m4sam_ros/predictor.py",
+           r"(def max_state_nbytes\(self\)[^\n]*:\n)", r"\1        return 10**12\n",
+           (P, "-k", "bound"), "max_state_nbytes() reports 10**12", "MODEL"),
+    Mutant("predictor-no-low-score-reinit", "m4sam_ros/predictor.py",
+           r"object_score < self\.reinit_score_threshold", "False",
+           (P, "-k", "low_object_score"), "low-object-score re-initialisation removed", "MODEL"),
+    Mutant("predictor-keeps-failed-track", "m4sam_ros/predictor.py",
+           r"self\._non_cond\.clear\(\)", "pass",
+           (P, "-k", "reconditioning or bound"), "re-conditioning keeps the failed track's frames", "MODEL"),
+    Mutant("depth-minmax", "m4sam_ros/data/depth.py",
+           r"near, far = np\.percentile\(values, \[LOW_PERCENTILE, HIGH_PERCENTILE\]\)",
+           "near, far = values.min(), values.max()",
+           ("test/test_depth_norm.py",), "metric depth normalised with min/max, not the 1st/99th percentiles",
+           "TRAIN"),
+    Mutant("eval-resize-nearest", "m4sam_ros/metrics.py",
+           r"interpolation=cv2\.INTER_LINEAR", "interpolation=cv2.INTER_NEAREST",
+           ("test/test_eval_resize.py",), "predictions resized to the GT with nearest, not bilinear", "TESTS"),
+    Mutant("jitter-on-depth", "m4sam_ros/data/clips.py",
+           r"depth01 = normalize_depth\(([^)\n]*)\)",
+           r"depth01 = np.clip(normalize_depth(\1) * aug.brightness, 0.0, 1.0)",
+           ("test/test_augment.py",), "brightness jitter applied to depth too", "TRAIN"),
+    # ---------------------------------------------------------------- the other gaps issue 15 names
+    Mutant("bag-output-without-pairs", "m4sam_ros/bag.py",
+           r"if summary\.processed == 0:", "if False:",
+           ("test/test_bag.py",), "a bag with no processable pair still writes output", "IO"),
+    Mutant("node-no-input-validation", "m4sam_ros/ros/pipeline.py",
+           r"problem = compat\.image_problem\(msg, allowed\)", "problem = None",
+           ("test/test_node.py", "-k", "fuzz or bad_input"),
+           "Image messages no longer validated (step, data length, encoding, size)", "NODE"),
+    Mutant("node-no-worker-catch-all", "m4sam_ros/ros/worker.py",
+           r"(def _loop\(self\)[\s\S]*?)except BaseException as exc:", r"\1except ZeroDivisionError as exc:",
+           ("test/test_node.py", "-k", "fuzz or bad_input"),
+           "the worker thread's catch-all removed (one bad pair ends the worker)", "NODE"),
+    Mutant("node-model-error-uncaught", "m4sam_ros/ros/node.py",
+           r"(result = predictor\.step\([\s\S]*?)except Exception as exc:", r"\1except ZeroDivisionError as exc:",
+           ("test/test_node.py", "-k", "fuzz or bad_input"),
+           "a model error in the node is no longer counted as inference_error", "NODE"),
+    Mutant("predictor-import-error", "m4sam_ros/predictor.py",
+           r"(from __future__ import annotations\n)", r"\1import m4sam_ros._mutant_no_such_module  # noqa\n",
+           ("test/test_bag.py",), "the predictor cannot be imported (importorskip would hide it)", "IO"),
+    # ---------------------------------------------------------------- more on the predictor
+    Mutant("predictor-unbounded-history", "m4sam_ros/predictor.py",
+           r"while len\(self\._non_cond\) > self\.keep_non_cond:", "while False:",
+           (P, "-k", "constant"), "tracked frames never evicted: the state grows forever", "MODEL"),
+    Mutant("predictor-one-frame-short", "m4sam_ros/predictor.py",
+           r"self\.sam\.max_obj_ptrs_in_encoder - 1\)", "self.sam.max_obj_ptrs_in_encoder - 2)",
+           (P, "-k", "constant"), "keeps 14 tracked frames where SAM2 reads 15 object pointers", "MODEL"),
+    Mutant("predictor-cond-uncapped", "m4sam_ros/predictor.py",
+           r"while len\(self\._cond\) > self\.max_cond_frames:", "while False:",
+           (P, "-k", "bound"), "conditioning frames never dropped", "MODEL"),
+    Mutant("predictor-pos-enc-per-frame", "m4sam_ros/predictor.py",
+           r'"maskmem_pos_enc": self\._maskmem_pos_enc,',
+           '"maskmem_pos_enc": [x.clone() for x in self._maskmem_pos_enc],',
+           (P, "-k", "constant"), "one positional encoding copy per frame instead of one shared", "MODEL"),
+    Mutant("predictor-no-stamp-reset", "m4sam_ros/predictor.py",
+           r"stamp < self\._last_stamp", "False",
+           (P, "-k", "backwards"), "a stamp going backwards (looping bag) no longer restarts", "MODEL"),
+    Mutant("predictor-no-iou-reinit", "m4sam_ros/predictor.py",
+           r"iou < self\.reinit_iou_threshold", "False",
+           (P, "-k", "bound"), "memory/coarse disagreement no longer re-initialises", "MODEL"),
+    Mutant("predictor-no-scene-cut", "m4sam_ros/predictor.py",
+           r"return float\(np\.mean\(prev \* thumb\)\) < self\.reinit_cut_threshold", "return False",
+           (P, "-k", "scene_cut"), "scene cuts no longer re-condition", "MODEL"),
+    Mutant("predictor-box-min-area", "m4sam_ros/predictor.py",
+           r"if area < min_area:", "if area < 0:",
+           (P, "-k", "boxes"), "boxes below the minimum area kept", "MODEL"),
+    # ---------------------------------------------------------------- data and metrics
+    Mutant("depth-holes-not-zero", "m4sam_ros/data/depth.py",
+           r"out\[valid\] = np\.clip\(nearness\[valid\], 0\.0, 1\.0\)", "out[:] = np.clip(nearness, 0.0, 1.0)",
+           ("test/test_depth_norm.py",), "invalid depth pixels get a nearness instead of 0", "TRAIN"),
+    Mutant("depth-polarity", "m4sam_ros/data/depth.py",
+           r"nearness = 1\.0 - \(", "nearness = 0.0 + (",
+           ("test/test_depth_norm.py",), "far pixels map to 1 (farness instead of nearness)", "TRAIN"),
+    Mutant("metrics-floor-quantise", "m4sam_ros/metrics.py",
+           r"np\.round\(np\.clip\(", "np.floor(np.clip(",
+           ("test/test_metrics.py",), "maps quantised by truncation, not rounding", "TESTS"),
+    Mutant("metrics-beta", "m4sam_ros/metrics.py",
+           r"BETA2 = 0\.3", "BETA2 = 1.0",
+           ("test/test_metrics.py",), "F-measure with beta^2 = 1 instead of 0.3", "TESTS"),
+    Mutant("metrics-mean-e", "m4sam_ros/metrics.py",
+           r'"meanE": float\(e_curve\.mean\(\)\)', '"meanE": float(e_curve.max())',
+           ("test/test_metrics.py",), "mean E-measure reports the maximum", "TESTS"),
+    # ---------------------------------------------------------------- colour/depth pairing
+    Mutant("sync-evicts-newest", "m4sam_ros/sync.py",
+           r"oldest = min\(s for s in my_queue if s != stamp\)", "oldest = max(s for s in my_queue if s != stamp)",
+           ("test/test_sync.py",), "a full queue drops its newest message instead of its oldest", "NODE"),
+    Mutant("sync-farthest-first", "m4sam_ros/sync.py",
+           r"sorted\(\(abs\(s - stamp\), s\)", "sorted((-abs(s - stamp), s)",
+           ("test/test_sync.py",), "partner candidates tried farthest first", "NODE"),
+)
+
+
+# ------------------------------------------------------------------------------------ machinery
+
+def repo_files(root: Path) -> list[str]:
+    """Tracked and untracked, non-ignored files (what a fresh checkout plus work in progress has)."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                         check=True, capture_output=True).stdout.decode()
+    return sorted({f for f in out.split("\0") if f and (root / f).is_file()})
+
+
+def copy_repo(root: Path, dest: Path) -> None:
+    for rel in repo_files(root):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, target)
+
+
+def apply(m: Mutant, source: str) -> str:
+    """The mutated text; ValueError (stale) unless the pattern matches exactly once."""
+    n = len(re.findall(m.pattern, source))
+    if n != 1:
+        raise ValueError(f"pattern matches {n} times in {m.path} (must be exactly once): {m.pattern!r}")
+    mutated = re.sub(m.pattern, m.replacement, source, count=1)
+    if mutated == source:
+        raise ValueError("the replacement changes nothing")
+    compile(mutated, m.path, "exec")  # a mutant must still be Python
+    return mutated
+
+
+def check_patterns(root: Path, mutants: list[Mutant]) -> dict[str, str | None]:
+    """name -> None when the mutant applies to the code under ``root``, else why it does not."""
+    problems: dict[str, str | None] = {}
+    for m in mutants:
+        path = root / m.path
+        try:
+            if not path.is_file():
+                raise ValueError(f"{m.path} does not exist")
+            apply(m, path.read_text())
+            problems[m.name] = None
+        except (ValueError, SyntaxError) as exc:
+            problems[m.name] = str(exc)
+    return problems
+
+
+def test_env(copy: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(copy), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # a restored file must never run from a mutant's bytecode
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return env
+
+
+def run_pytest(copy: Path, args: list[str], timeout: float, stop_first: bool = True) -> tuple[int, float, str]:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+           "-W", "ignore::UserWarning", *(["-x"] if stop_first else []), *args]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=test_env(copy), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return -1, time.perf_counter() - t0, out
+    return proc.returncode, time.perf_counter() - t0, proc.stdout + proc.stderr
+
+
+def selections(mutants: list[Mutant]) -> list[str]:
+    """The test files of every mutant, whole (pytest's -k is global, so the baseline runs a superset)."""
+    return sorted({m.tests[0].split("::")[0] for m in mutants})
+
+
+def summary_line(output: str) -> str:
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    return lines[-1][:160] if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--list", action="store_true", help="list the mutants and whether each still applies")
+    ap.add_argument("--only", action="append", default=[], help="run only this mutant (repeatable)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the unmodified run (you just did it)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run (a hang counts killed)")
+    ap.add_argument("--json", help="also write the report here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
+    args = ap.parse_args(argv)
+
+    names = {m.name for m in MUTANTS}
+    unknown = [n for n in args.only if n not in names]
+    if unknown:
+        print(f"unknown mutant(s): {', '.join(unknown)}; --list shows them", file=sys.stderr)
+        return 1
+    mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
+    stale = check_patterns(ROOT, mutants)
+    if args.list:
+        for m in mutants:
+            state = "ok" if stale[m.name] is None else f"STALE: {stale[m.name]}"
+            print(f"{m.name:32s} {m.owner:6s} {m.path:28s} {state}\n{'':32s} {m.why}\n{'':32s} tests: "
+                  f"{' '.join(m.tests)}")
+        return 0 if all(v is None for v in stale.values()) else 1
+
+    tmp = Path(tempfile.mkdtemp(prefix="m4sam-mutants-"))
+    copy = tmp / "repo"
+    results: list[dict] = []
+    try:
+        copy_repo(ROOT, copy)
+        probe = subprocess.run([sys.executable, "-c", "import m4sam_ros; print(m4sam_ros.__file__)"], cwd=copy,
+                               env=test_env(copy), capture_output=True, text=True)
+        if not probe.stdout.strip().startswith(str(copy)):
+            print(f"the copy does not import its own m4sam_ros ({probe.stdout.strip()} {probe.stderr.strip()})",
+                  file=sys.stderr)
+            return 2
+        runnable = [m for m in mutants if stale[m.name] is None]
+        if runnable and not args.no_baseline:
+            base_args = selections(runnable)
+            print(f"baseline (unmodified copy): pytest {' '.join(base_args)}", flush=True)
+            rc, secs, out = run_pytest(copy, base_args, timeout=args.timeout * 3, stop_first=False)
+            print(f"  rc {rc}, {secs:.0f} s: {summary_line(out)}", flush=True)
+            if rc != 0:
+                print(out[-6000:], file=sys.stderr)
+                print("the unmodified code fails these tests: fix that first", file=sys.stderr)
+                return 2
+        for m in mutants:
+            row = {"name": m.name, "owner": m.owner, "path": m.path, "why": m.why, "tests": " ".join(m.tests)}
+            if stale[m.name] is not None:
+                row |= {"result": "STALE", "seconds": 0.0, "detail": stale[m.name]}
+                results.append(row)
+                print(f"{m.name:32s} STALE     {stale[m.name]}", flush=True)
+                continue
+            target = copy / m.path
+            original = target.read_text()
+            try:
+                target.write_text(apply(m, original))
+                rc, secs, out = run_pytest(copy, list(m.tests), timeout=args.timeout)
+            finally:
+                target.write_text(original)
+            if rc == -1:
+                result = "killed"
+                detail = f"timeout after {secs:.0f} s"
+            elif rc in (1, 2, 3):  # failures, or an import/collection error the mutant caused
+                result, detail = "killed", summary_line(out)
+            elif rc == 0:
+                result, detail = "SURVIVED", summary_line(out)
+            else:  # 4 usage error, 5 nothing collected: the selection itself is wrong
+                result, detail = "ERROR", f"pytest rc {rc}: {summary_line(out)}"
+            row |= {"result": result, "seconds": round(secs, 1), "detail": detail}
+            results.append(row)
+            print(f"{m.name:32s} {result:9s} {secs:6.1f} s  {detail}", flush=True)
+    finally:
+        if args.keep:
+            print(f"copy kept at {copy}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print("\n| mutant | file (owner) | result | s | tests |\n|---|---|---|---:|---|")
+    for r in results:
+        print(f"| {r['name']} | {r['path']} ({r['owner']}) | {r['result']} | {r['seconds']} | {r['tests']} |")
+    bad = [r for r in results if r["result"] != "killed"]
+    killed = len(results) - len(bad)
+    print(f"\n{killed} of {len(results)} mutants killed" + (f"; not killed: {', '.join(r['name'] for r in bad)}"
+                                                           if bad else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
