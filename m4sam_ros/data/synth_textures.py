@@ -44,14 +44,18 @@ def _package_dir(package: str) -> Path:
 @cache
 def load_photo(package: str, rel: str, max_side: int = 512) -> np.ndarray:
     """One shipped photograph as float32 RGB, longest side at most ``max_side`` (cached)."""
+    from PIL import Image
+
     path = _package_dir(package) / rel
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"photo texture {path} is missing or unreadable; reinstall {package}")
+    try:
+        with Image.open(path) as im:   # PIL: no libpng warnings about the photos' colour profiles
+            img = np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise FileNotFoundError(f"photo texture {path} is missing or unreadable ({exc}); reinstall {package}") from exc
     s = max_side / max(img.shape[:2])
     if s < 1:
         img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img[..., ::-1]).astype(np.float32)
+    return np.ascontiguousarray(img).astype(np.float32)
 
 
 def _smooth(rng: np.random.Generator, h: int, w: int, cells: int, ch: int = 3) -> np.ndarray:
