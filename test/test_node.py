@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rclpy.executors import MultiThreadedExecutor
@@ -330,40 +330,135 @@ def test_reset_service_reinitialises(harness_factory):
     assert h.node.stats.reinitialized == before + 2
 
 
-def test_lifecycle_deactivate_stops_output_and_frees_model(harness_factory):
+def test_lifecycle_deactivate_pauses_cleanup_frees(harness_factory):
     h = harness_factory()
     h.start()
     rgb, depth = frame(0)
     h.send(color_msg(rgb, "rgb8", header(T0)), depth_msg(depth, "16UC1", header(T0)))
     wait_processed(h, 1)
-    model_ref = weakref.ref(h.node.predictor.model)
+    predictor = h.node.predictor
+    model_ref = weakref.ref(predictor.model)
+    del predictor
     assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     gc.collect()
-    assert h.node.predictor is None and model_ref() is None
-    assert "model not loaded" in h.node.model_state()
+    assert model_ref() is not None and "inactive, model loaded on cpu" == h.node.model_state()
     for i in range(1, 4):
         h.send(color_msg(rgb, "rgb8", header(T0 + i * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + i * FRAME_NS)))
     time.sleep(0.5)
     assert len(h.got["mask"]) == 1 and h.node.stats.pairs_in == 1
-    # diagnostics keep reporting the state while inactive
+    # diagnostics keep reporting the state while inactive, with the device actually used
     n = len(h.got["diagnostics"])
     wait_processed(h, n + 1, "diagnostics")
-    kv = {v.key: v.value for v in h.got["diagnostics"][-1].status[0].values}
-    assert kv["model_state"].startswith("inactive")
-    # activate again: the model is rebuilt and output resumes
+    status = h.got["diagnostics"][-1].status[0]
+    kv = {v.key: v.value for v in status.values}
+    assert kv["model_state"].startswith("inactive") and status.hardware_id == "cpu" and kv["device"] == "cpu"
+    # activate again: the same model, output resumes at once
     assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert h.node.predictor.model is model_ref()
     h.wait_for(lambda: h.pub_color.get_subscription_count() >= 1, "resubscription")
     h.send(color_msg(rgb, "rgb8", header(T0 + 9 * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + 9 * FRAME_NS)))
     wait_processed(h, 2)
     assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert h.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    assert h.node.predictor is None and h.node._pubs == {}
+    gc.collect()
+    assert h.node.predictor is None and h.node._pubs == {} and model_ref() is None
+    assert h.node.model_state() == "unconfigured, model not loaded"
+
+
+def test_diagnostics_states_with_the_real_node(harness_factory, checkpoint):
+    """OK while masks come out; WARN with no pairs; WARN naming the top rejection and its fix
+    when every pair is rejected; ERROR only when inference fails; the rates and depth fraction."""
+    h = harness_factory(predictor_factory=lambda node: FailsOnStamp(fresh_predictor(checkpoint)))
+    h.start()
+
+    def next_status(pred, what):
+        def ok():
+            return any(pred(d.status[0]) for d in h.got["diagnostics"][start:])
+        start = len(h.got["diagnostics"])
+        h.wait_for(ok, what, timeout=15)
+        return next(d.status[0] for d in h.got["diagnostics"][start:] if pred(d.status[0]))
+
+    st = next_status(lambda s: True, "diagnostics")
+    assert st.level == DiagnosticStatus.WARN and "no synchronised" in st.message
+    kv = {v.key: v.value for v in st.values}
+    assert kv["input_qos"] == "reliable (matches the publishers)"
+    rgb, depth = frame(0)
+    i = 0
+
+    def send(d=depth, stamp=None):
+        nonlocal i
+        i += 1
+        t = T0 + i * FRAME_NS if stamp is None else stamp
+        h.send(color_msg(rgb, "rgb8", header(t)), depth_msg(d, "16UC1", header(t)))
+
+    # every pair rejected: WARN, naming the reason and the fix
+    zero = np.zeros_like(depth)
+    deadline = time.monotonic() + 15
+    while not any(d.status[0].level == DiagnosticStatus.WARN and "invalid_depth" in d.status[0].message
+                  for d in h.got["diagnostics"][-3:]):
+        assert time.monotonic() < deadline, [d.status[0].message for d in h.got["diagnostics"][-3:]]
+        send(zero)
+        time.sleep(0.05)
+    st = h.got["diagnostics"][-1].status[0]
+    assert "rejected, mostly invalid_depth" in st.message and "check the depth stream" in st.message
+    assert h.got["mask"] == []
+    # good pairs: OK, with the rates, the valid-depth share and the time since the last mask
+    n = h.node.stats.processed
+    while h.node.stats.processed < n + 3:
+        send()
+        time.sleep(0.1)
+    st = next_status(lambda s: s.level == DiagnosticStatus.OK, "OK")
+    kv = {v.key: float(v.value) for v in st.values if v.key in (
+        "valid_depth_fraction", "seconds_since_last_mask", "pair_rate_vs_camera", "input_pair_rate_hz")}
+    assert kv["valid_depth_fraction"] == pytest.approx(1 - 60 / (H * W), abs=1e-3)  # the 6x10 hole
+    assert 0 <= kv["seconds_since_last_mask"] < 5
+    # inference itself failing: ERROR
+    poison = int(FailsOnStamp.POISON * 1e9)
+    deadline = time.monotonic() + 15
+    while not any(d.status[0].level == DiagnosticStatus.ERROR for d in h.got["diagnostics"][-2:]):
+        assert time.monotonic() < deadline
+        send(stamp=poison)
+        time.sleep(0.05)
+    assert "inference failing" in h.got["diagnostics"][-1].status[0].message or any(
+        "inference failing" in d.status[0].message for d in h.got["diagnostics"][-2:])
+
+
+def test_negative_stamps_are_refused_not_inference_errors(harness_factory):
+    h = harness_factory()
+    h.start()
+    rgb, depth = frame(0)
+    neg = Header(frame_id="cam")
+    neg.stamp.sec, neg.stamp.nanosec = -5, 0
+    h.send(color_msg(rgb, "rgb8", neg), depth_msg(depth, "16UC1", neg))
+    h.wait_for(lambda: h.node.stats.rejected["negative_stamp"] >= 2, "negative stamps refused")
+    h.send(color_msg(rgb, "rgb8", header(T0)), depth_msg(depth, "16UC1", header(T0)))
+    wait_processed(h, 1)
+    assert "inference_error" not in h.node.stats.rejected and h.node.stats.processed == 1
 
 
 # ------------------------------------------------------------------------------ bad input
 REASONS = {"color_unsupported_encoding", "depth_unsupported_encoding", "color_zero_size", "depth_zero_size",
            "color_bad_step", "depth_bad_step", "color_bad_data_length", "depth_bad_data_length",
-           "size_mismatch", "invalid_depth", "decode_error", "inference_error"}
+           "size_mismatch", "invalid_depth", "too_large", "inference_error"}
+BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "16UC1": 2, "32FC1": 4}
+
+
+def expected_reason(color: Image, depth: Image) -> str:
+    """The reason a pair must be refused with, worked out here from REP 118 and not by the node's
+    code: the first broken rule, colour before depth."""
+    for name, msg, allowed in (("color", color, ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")),
+                               ("depth", depth, ("16UC1", "32FC1"))):
+        if msg.encoding not in allowed:
+            return f"{name}_unsupported_encoding"
+        if msg.height == 0 or msg.width == 0:
+            return f"{name}_zero_size"
+        if msg.step < msg.width * BYTES_PER_PIXEL[msg.encoding]:
+            return f"{name}_bad_step"
+        if len(msg.data) != msg.step * msg.height:
+            return f"{name}_bad_data_length"
+    if (color.height, color.width) != (depth.height, depth.width):
+        return "size_mismatch"
+    return "invalid_depth"  # the fuzzer's valid-looking depth is random: all-zero is likely, else processed
 
 
 class FailsOnStamp:
@@ -404,6 +499,8 @@ def test_each_bad_input_is_skipped_and_counted_by_reason(harness_factory, checkp
         ("invalid_depth", lambda hd: (color_msg(rgb, "rgb8", hd), image(np.zeros_like(depth), "16UC1", hd)), None),
         ("invalid_depth", lambda hd: (color_msg(rgb, "rgb8", hd),
                                       image(np.full((H, W), np.nan, np.float32), "32FC1", hd)), None),
+        ("too_large", lambda hd: (Image(header=hd, height=4000, width=4000, encoding="rgb8", step=12000),
+                                  depth_msg(depth, "16UC1", hd)), None),
         ("inference_error", lambda hd: (color_msg(rgb, "rgb8", header(int(FailsOnStamp.POISON * 1e9))),
                                         depth_msg(depth, "16UC1", header(int(FailsOnStamp.POISON * 1e9)))), None),
     ]
@@ -412,9 +509,12 @@ def test_each_bad_input_is_skipped_and_counted_by_reason(harness_factory, checkp
         c, d = build(hd) if build else (color_msg(rgb, "rgb8", hd), depth_msg(depth, "16UC1", hd))
         if mutate:
             mutate(c, d)
-        before = h.node.stats.rejected[reason]
+        before = dict(h.node.stats.rejected)
         h.send(c, d)
-        h.wait_for(lambda r=reason, b=before: h.node.stats.rejected[r] > b, reason)
+        h.wait_for(lambda r=reason, b=before: h.node.stats.rejected[r] > b.get(r, 0), reason)
+        time.sleep(0.05)
+        assert {k: v - before.get(k, 0) for k, v in h.node.stats.rejected.items() if v != before.get(k, 0)} \
+            == {reason: 1}, reason
     assert set(h.node.stats.rejected) <= REASONS
     assert h.node.stats.processed == 0 and h.got["mask"] == []
     # still alive and well: a good pair goes through
@@ -450,7 +550,7 @@ def fuzz_harness(harness_factory):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(c=bad_images(), d=bad_images(), valid_color=st.booleans())
-def test_fuzzed_messages_never_crash_the_node(fuzz_harness, c, d, valid_color):
+def test_fuzzed_messages_are_refused_for_their_specific_reason(fuzz_harness, c, d, valid_color):
     h = fuzz_harness
     stamp = T0 + 10**9 * (1 + h.handled())
     hd = header(stamp)
@@ -460,11 +560,19 @@ def test_fuzzed_messages_never_crash_the_node(fuzz_harness, c, d, valid_color):
     else:
         color = Image(header=hd, **c)
     depth = Image(header=header(stamp), **d)
-    before = h.handled()
+    want = expected_reason(color, depth)
+    before = dict(h.node.stats.rejected)
+    processed = h.node.stats.processed
+    handled = h.handled()
     h.send(color, depth)
-    h.wait_for(lambda: h.handled() > before, "the fuzzed pair to be handled")
-    assert set(h.node.stats.rejected) <= REASONS
-    assert h.node._worker is not None and h.node._worker.is_alive()
+    h.wait_for(lambda: h.handled() > handled, "the fuzzed pair to be handled")
+    time.sleep(0.02)
+    delta = {k: v - before.get(k, 0) for k, v in h.node.stats.rejected.items() if v != before.get(k, 0)}
+    if want == "invalid_depth" and h.node.stats.processed > processed:  # random depth with a valid pixel
+        assert delta == {} and depth.encoding in ("16UC1", "32FC1")
+    else:
+        assert delta == {want: 1}, (want, delta, color.encoding, depth.encoding)
+    assert h.node.worker.alive()
 
 
 # ------------------------------------------------------------------------------ load
@@ -540,7 +648,7 @@ def test_slow_predictor_takes_newest_pair_counts_drops_memory_flat(harness_facto
     stamps = [compat.stamp_to_ns(m.header.stamp) for m in h.got["mask"]]
     assert stamps == sorted(stamps) and set(stamps) <= {t for t, _ in s.takes}
     # memory flat: no queue of stale frames, bounded tracker state
-    assert rss[-1] - rss[1] < 40, rss
+    assert rss[-1] - rss[1] < 8, rss  # a 10 MB leak over the run fails this
     bound = h.node.predictor.max_state_nbytes()
     assert bound is not None and max(state) <= bound, (state, bound)
     n = len(h.got["diagnostics"])
