@@ -1,4 +1,10 @@
-"""ament_python package: `colcon build` in a ROS 2 workspace, or `pip install -e .`."""
+"""ament_python package: `colcon build` in a ROS 2 workspace (built as ros.ament_python because of
+package.xml's <build_type>), or `pip install -e .` in a development venv.
+
+colcon puts the console scripts into lib/m4sam_ros (setup.cfg), where `ros2 run m4sam_ros <tool>`
+finds them; their interpreter is the one that ran colcon, so run `python -m colcon build` from the
+venv that has torch (README, "ROS 2 workspace").
+"""
 
 from glob import glob
 
@@ -18,13 +24,14 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools"],
-    zip_safe=True,
+    # `colcon test` / `pip install .[test]`; tests_require is ignored by setuptools >= 72.
+    extras_require={"test": ["pytest"]},
+    zip_safe=False,
     maintainer="m4sam_ros maintainers",
     maintainer_email="m4sam_ros@example.com",
     description="Prompt-free RGB-D video salient object detection (M4-SAM on SAM2) for ROS 2.",
     license="Apache-2.0",
     python_requires=">=3.10",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "m4sam_node = m4sam_ros.ros.node:main",
@@ -33,6 +40,7 @@ setup(
             "m4sam-bag = m4sam_ros.bag:main",
             "m4sam-bench = m4sam_ros.bench:main",
             "m4sam-synth = m4sam_ros.data.synth:main",
+            "m4sam-heldout = m4sam_ros.heldout:main",
         ],
     },
 )
