@@ -109,11 +109,11 @@ def test_gradients_reach_exactly_the_trainable_parameters(tiny):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     assert with_grad <= trainable  # nothing frozen gets a gradient
-    # Sparse top-k dispatch: an expert that no window picked in this pass has no gradient.
-    # Everything else that trains does.
-    assert all(".experts." in n for n in trainable - with_grad)
+    # Everything M4-SAM adds that trains has a gradient (dense experts: unpicked ones get zeros);
+    # of SAM2's memory branch only parts this clip never runs (point prompts) have none.
+    assert all(model.parameter_group_of(n) == "sam_memory" for n in trainable - with_grad)
     groups = {model.parameter_group_of(n) for n in trainable}
-    assert groups == {"adapters", "fusion", "gmlff", "head"}
+    assert groups == {"adapters", "fusion", "gmlff", "head", "sam_memory"}
     nonzero = {model.parameter_group_of(n) for n, p in model.named_parameters()
                if p.grad is not None and p.grad.abs().sum() > 0}
     assert nonzero == groups
@@ -129,11 +129,36 @@ def test_train_switches_and_param_groups():
     model = build_m4sam(cfg)
     rep = parameter_report(model)
     assert rep["by_group"]["sam_trunk"]["trainable"] == 0
-    assert rep["by_group"]["sam_modules"]["trainable"] == rep["by_group"]["sam_modules"]["total"]
+    for g in ("sam_memory", "sam_neck"):
+        assert rep["by_group"][g]["trainable"] == rep["by_group"][g]["total"] > 0
     assert 0 < rep["share"] < 1
-    groups = param_groups(model, lr_heads=1e-3, lr_adapters=1e-4)
-    assert [g["lr"] for g in groups] == [1e-4, 1e-3]
+    groups = param_groups(model, lr_heads=1e-3, lr_adapters=1e-4, lr_memory=2e-5)
+    assert [(g["name"], g["lr"]) for g in groups] == [("adapters", 1e-4), ("memory", 2e-5),
+                                                       ("heads", 1e-3)]
     assert sum(p.numel() for g in groups for p in g["params"]) == rep["trainable"]
+    memory = {id(p) for p in groups[1]["params"]}
+    sam = model.sam
+    for mod in (sam.memory_encoder, sam.memory_attention, sam.sam_mask_decoder, sam.obj_ptr_proj,
+                sam.obj_ptr_tpos_proj):
+        assert all(id(p) in memory for p in mod.parameters())
+    for p in (sam.maskmem_tpos_enc, sam.no_mem_embed, sam.no_obj_ptr):
+        assert id(p) in memory
+    assert not any(id(p) in memory for p in sam.image_encoder.parameters())
+
+
+def test_memory_branch_switch():
+    """train_memory_branch (benchmark configs) trains SAM2's memory branch alone in its own group;
+    off, SAM2 stays frozen except what M4-SAM adds."""
+    cfg = load_config("m4sam_hiera_t", image_size=S)
+    assert cfg["train_memory_branch"] and cfg["head"]["type"] == "topdown"
+    model = build_m4sam(cfg)
+    rep = parameter_report(model)["by_group"]
+    assert rep["sam_memory"]["trainable"] == rep["sam_memory"]["total"]
+    assert rep["sam_neck"]["trainable"] == 0 and rep["sam_trunk"]["trainable"] == 0
+    cfg["train_memory_branch"] = False
+    model = build_m4sam(cfg)
+    assert parameter_report(model)["by_group"]["sam_memory"]["trainable"] == 0
+    assert [g["name"] for g in param_groups(model, 1e-3, 1e-4)] == ["adapters", "heads"]
 
 
 def test_demo_config_small_fast_and_fully_trainable():

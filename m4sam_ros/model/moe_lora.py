@@ -64,7 +64,9 @@ class NoisyTopKGate(nn.Module):
     """Noisy top-k gate (Shazeer et al. 2017); noise only in training.
 
     Returns dense gate weights [N, E] (zero outside the top k, softmax over the top-k logits)
-    and the gate's balance loss.
+    and the gate's balance loss. The gate always computes in float32 with elementwise products
+    (no matmul), so CUDA autocast (which runs matmul in bf16 but softmax in float32) cannot give
+    its pieces different dtypes.
     """
 
     def __init__(self, in_dim: int, num_experts: int, top_k: int = 2, noisy: bool = True,
@@ -81,10 +83,18 @@ class NoisyTopKGate(nn.Module):
         self.w_noise = nn.Parameter(torch.zeros(in_dim, num_experts))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = x @ self.w_gate
+        gates, loss = self.route(x, None, with_loss=True)
+        return gates, loss
+
+    def route(self, x: torch.Tensor, sample_mask: torch.Tensor | None,
+              with_loss: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Gates [N, E] float32 for pooled inputs ``x`` [N, D]; rows where ``sample_mask`` [N] is
+        False are zero and do not count in the balance loss (samples of the other modality)."""
+        x = x.float()
+        clean = _float_matmul(x, self.w_gate)
         use_noise = self.noisy and self.training
         if use_noise:
-            noise_std = F.softplus(x @ self.w_noise) + 1e-2
+            noise_std = F.softplus(_float_matmul(x, self.w_noise)) + 1e-2
             logits = clean + torch.randn_like(clean) * noise_std
         else:
             logits = clean
@@ -92,9 +102,15 @@ class NoisyTopKGate(nn.Module):
         top_vals, top_idx = logits.topk(m, dim=1)
         k_vals, k_idx = top_vals[:, : self.top_k], top_idx[:, : self.top_k]
         gates = torch.zeros_like(logits).scatter(1, k_idx, torch.softmax(k_vals, dim=1))
+        keep = None if sample_mask is None else sample_mask.to(gates.dtype).unsqueeze(1)
+        if keep is not None:
+            gates = gates * keep
+        if not with_loss:
+            return gates, None
         importance = gates.sum(0)
         if use_noise and self.top_k < self.num_experts:
-            load = self._prob_in_top_k(clean, logits, noise_std, top_vals).sum(0)
+            p = self._prob_in_top_k(clean, logits, noise_std, top_vals)
+            load = (p if keep is None else p * keep).sum(0)
         else:
             load = (gates > 0).float().sum(0)
         return gates, balance_loss(importance, load, self.loss_weight)
@@ -113,27 +129,111 @@ class NoisyTopKGate(nn.Module):
         return torch.where(is_in, p_in, p_out)
 
 
+def _float_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x [N, D] @ w [D, E] in float32 as a broadcast product + sum: autocast leaves elementwise
+    ops alone (and sums in float32), so the result is float32 on every device."""
+    return (x.float().unsqueeze(2) * w.float().unsqueeze(0)).sum(1)
+
+
 class ExpertGroup(nn.Module):
     """A set of conv experts behind one noisy top-k gate, combined as a gate-weighted sum.
 
-    Only the samples a gate picked for an expert run through it (sparse dispatch).
+    Evaluated densely (``PackedExperts``): every expert runs on every sample in one grouped
+    convolution and unpicked experts are multiplied by a zero gate weight.
     """
 
     def __init__(self, rank: int, kinds: Sequence[str], top_k: int, noisy: bool) -> None:
         super().__init__()
+        self.kinds = tuple(kinds)
         self.experts = nn.ModuleList(make_expert(k, rank) for k in kinds)
         self.gate = NoisyTopKGate(rank, len(self.experts), min(top_k, len(self.experts)), noisy)
+        self._packed = PackedExperts()
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gates, aux = self.gate(z.mean(dim=(2, 3)))
-        out = torch.zeros_like(z)
-        for e, expert in enumerate(self.experts):
-            idx = (gates[:, e] > 0).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            y = expert(z.index_select(0, idx)) * gates[idx, e].view(-1, 1, 1, 1)
-            out.index_add_(0, idx, y.contiguous())
-        return out, aux
+        y = self._packed.run(z, [self.experts])
+        mix = (y.unflatten(1, (len(self.experts), -1)) * gates[:, :, None, None, None]).sum(1)
+        return mix.to(z.dtype), aux
+
+
+def _expert_convs(expert: nn.Module) -> tuple[list[nn.Conv2d], nn.GroupNorm]:
+    convs = [m for m in expert if isinstance(m, nn.Conv2d)]
+    norms = [m for m in expert if isinstance(m, nn.GroupNorm)]
+    if not 1 <= len(convs) <= 2 or len(norms) != 1 or norms[0].num_groups != 1:
+        raise ValueError("an expert must be 1-2 convs + GroupNorm(1, r) + GELU")
+    return convs, norms[0]
+
+
+def _dense_kernel(conv: nn.Conv2d, size: int) -> torch.Tensor:
+    """The conv's weight as a dense (groups=1) kernel zero-padded to size x size: a conv with it
+    and padding size//2 computes the same map (depthwise -> diagonal over channels)."""
+    w = conv.weight
+    if conv.groups != 1:
+        if conv.groups != conv.in_channels or conv.out_channels != conv.in_channels:
+            raise ValueError("only dense or depthwise expert convs are supported")
+        eye = torch.eye(conv.in_channels, dtype=w.dtype, device=w.device)
+        w = w * eye[:, :, None, None]  # [C,1,k,k] * [C,C,1,1] -> [C,C,k,k], zero off the diagonal
+    pad = (size - w.shape[-1]) // 2
+    return F.pad(w, [pad] * 4) if pad else w
+
+
+class PackedExperts:
+    """Every expert of several expert groups as ONE grouped convolution (+ one grouped second
+    conv, one GroupNorm, one GELU), with no data-dependent control flow: what an export to
+    ONNX/TensorRT needs, and on a CPU it removes the per-expert dispatch that cost more than the
+    arithmetic. Kernels are zero-padded to the largest size; experts with one conv get an
+    identity second conv. Weights are re-packed on every call that records gradients and cached
+    (per parameter version) otherwise.
+
+    Input z [N, L*r, H, W] (L low-rank maps side by side); ``experts_per_map[l]`` lists the
+    experts applied to map l. Output [N, sum_l E_l * r, H, W] in map-major, expert-minor order.
+    """
+
+    def __init__(self) -> None:
+        # a plain object, not a submodule: the owning modules register the experts
+        self._cache_key: tuple | None = None
+        self._cache: tuple | None = None
+
+    def _pack(self, experts_per_map: list[Sequence[nn.Module]]) -> tuple:
+        flat = [e for es in experts_per_map for e in es]
+        parts = [_expert_convs(e) for e in flat]
+        k1 = max(c[0].kernel_size[0] for c, _ in parts)
+        two = any(len(c) == 2 for c, _ in parts)
+        k2 = max((c[1].kernel_size[0] for c, _ in parts if len(c) == 2), default=1)
+        w1 = torch.cat([_dense_kernel(c[0], k1) for c, _ in parts])
+        b1 = torch.cat([c[0].bias for c, _ in parts])
+        w2 = b2 = None
+        if two:
+            ws, bs = [], []
+            for c, _ in parts:
+                if len(c) == 2:
+                    ws.append(_dense_kernel(c[1], k2))
+                    bs.append(c[1].bias)
+                else:  # identity: 1.0 * x + exact zeros
+                    r = c[0].out_channels
+                    eye = torch.eye(r, dtype=c[0].weight.dtype, device=c[0].weight.device)
+                    ws.append(F.pad(eye[:, :, None, None], [(k2 - 1) // 2] * 4))
+                    bs.append(torch.zeros_like(c[0].bias))
+            w2, b2 = torch.cat(ws), torch.cat(bs)
+        gn_w = torch.cat([n.weight for _, n in parts])
+        gn_b = torch.cat([n.bias for _, n in parts])
+        eps = parts[0][1].eps
+        return w1, b1, k1, w2, b2, k2, gn_w, gn_b, eps, len(flat)
+
+    def run(self, z: torch.Tensor, experts_per_map: list[Sequence[nn.Module]]) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            packed = self._pack(experts_per_map)
+        else:
+            params = [p for es in experts_per_map for e in es for p in e.parameters()]
+            key = tuple((id(p), p._version, p.dtype, p.device) for p in params)
+            if key != self._cache_key:
+                self._cache, self._cache_key = self._pack(experts_per_map), key
+            packed = self._cache
+        w1, b1, k1, w2, b2, k2, gn_w, gn_b, eps, n_experts = packed
+        y = F.conv2d(z, w1, b1, padding=k1 // 2, groups=len(experts_per_map))
+        if w2 is not None:
+            y = F.conv2d(y, w2, b2, padding=k2 // 2, groups=n_experts)
+        return F.gelu(F.group_norm(y, n_experts, gn_w, gn_b, eps))
 
 
 class MoELoRA(nn.Module):
@@ -145,6 +245,7 @@ class MoELoRA(nn.Module):
                  fusion_experts: Sequence[str] = FUSION_EXPERTS) -> None:
         super().__init__()
         self.scale = alpha / rank
+        self.rank = rank
         self.lora_A = nn.Linear(in_features, rank, bias=False)
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         self.lora_B = nn.Linear(rank, out_features, bias=False)
@@ -154,6 +255,7 @@ class MoELoRA(nn.Module):
             "depth": ExpertGroup(rank, modality_experts, top_k, noisy),
             "fusion": ExpertGroup(rank, fusion_experts, top_k, noisy),
         })
+        self._packed = PackedExperts()
 
     def forward(self, x: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, H, W, C) spatial tokens; tags: (N,) RGB/DEPTH per sample -> (delta, aux)."""
@@ -161,22 +263,54 @@ class MoELoRA(nn.Module):
 
     def forward_low_rank(self, za: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything after A: za = x A^T as (N, H, W, r)."""
-        # (N, r, H, W): the spatial low-rank map the experts see. Contiguous: index_add on a permuted
-        # tensor takes a strided scatter path that was half of the encoder's CPU time.
-        z = za.permute(0, 3, 1, 2).contiguous()
-        aux = z.new_zeros(())
-        mod = torch.zeros_like(z)
-        for tag, name in ((RGB, "rgb"), (DEPTH, "depth")):
-            idx = (tags == tag).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            y, a = self.groups[name](z.index_select(0, idx))
-            mod.index_add_(0, idx, y)
-            aux = aux + a
-        fus, a = self.groups["fusion"](z)
-        aux = aux + a
-        h = (z + mod + fus).permute(0, 2, 3, 1)
+        (h,), aux = mix_low_rank([self], self._packed, za, _modality_masks(tags))
         return self.lora_B(h * self.scale), aux
+
+    def gate_list(self) -> list[tuple[NoisyTopKGate, int | None]]:
+        """(gate, modality whose samples it sees or None for all) in expert order."""
+        return [(self.groups["rgb"].gate, RGB), (self.groups["depth"].gate, DEPTH),
+                (self.groups["fusion"].gate, None)]
+
+    def expert_list(self) -> list[nn.Module]:
+        return [*self.groups["rgb"].experts, *self.groups["depth"].experts,
+                *self.groups["fusion"].experts]
+
+
+def _modality_masks(tags: torch.Tensor) -> dict[int, torch.Tensor]:
+    return {RGB: tags == RGB, DEPTH: tags == DEPTH}
+
+
+def mix_low_rank(loras: list[MoELoRA], packed: PackedExperts, za: torch.Tensor,
+                 masks: dict[int, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Dense MoE for L low-rank maps at once. za (N, H, W, L*r) holds the maps side by side;
+    returns per map h = z + sum_g sum_e gate_ge * expert_ge(z) as (N, H, W, r) in za's dtype, and
+    the summed balance loss (computed in training mode only; zero otherwise).
+
+    RGB-group gates are zero on depth samples and vice versa, so the result equals sparse
+    dispatch; every expert runs on every sample (one grouped conv), none is skipped."""
+    # (N, L*r, H, W) as a channels-last view of za: no copy, and convs take it as it is
+    z = za.permute(0, 3, 1, 2)
+    pooled = za.float().mean(dim=(1, 2))                                    # [N, L*r]
+    with_loss = any(lo.training for lo in loras)
+    gate_cols, aux = [], za.new_zeros((), dtype=torch.float32)
+    for i, lo in enumerate(loras):
+        p = pooled[:, i * lo.rank : (i + 1) * lo.rank]
+        for gate, modality in lo.gate_list():
+            g, a = gate.route(p, None if modality is None else masks[modality], with_loss)
+            gate_cols.append(g)
+            if a is not None:
+                aux = aux + a
+    gates = torch.cat(gate_cols, dim=1)                                     # [N, sum E], fp32
+    y = packed.run(z, [lo.expert_list() for lo in loras])                   # [N, sum E * r, H, W]
+    r = loras[0].rank
+    mixed = (y.unflatten(1, (-1, r)) * gates[:, :, None, None, None])       # [N, sum E, r, H, W]
+    outs, start = [], 0
+    for i, lo in enumerate(loras):
+        n_e = len(lo.expert_list())
+        m = mixed[:, start : start + n_e].sum(1).to(za.dtype)               # [N, r, H, W]
+        start += n_e
+        outs.append((z[:, i * r : (i + 1) * r] + m).permute(0, 2, 3, 1))
+    return outs, aux
 
 
 class ModalityState:
@@ -186,9 +320,26 @@ class ModalityState:
         self.tags: torch.Tensor | None = None
         self.aux: list[torch.Tensor] = []
 
+        self._masks: dict[int, tuple[torch.Tensor, dict[int, torch.Tensor]]] = {}
+
     def set_tags(self, tags: torch.Tensor | None) -> None:
         """Tags [B] (RGB=0 / DEPTH=1) for the next trunk forward, or None (adapters inactive)."""
         self.tags = tags
+        self._masks = {}
+
+    def window_masks(self, n: int) -> dict[int, torch.Tensor]:
+        """Per-window modality masks for a qkv batch of ``n`` windows (sample-major), computed
+        once per size and forward (the 2 x blocks hooks share them)."""
+        tags = self.tags
+        if tags is None:
+            raise RuntimeError("no modality tags set")
+        if n % tags.numel():
+            raise RuntimeError(f"qkv batch {n} is not a multiple of {tags.numel()} modality tags")
+        cached = self._masks.get(n)
+        if cached is None or cached[0] is not tags:  # keyed on the tags object itself
+            cached = (tags, _modality_masks(tags.repeat_interleave(n // tags.numel())))
+            self._masks[n] = cached
+        return cached[1]
 
 
 class QKVAdapter(nn.Module):
@@ -204,6 +355,7 @@ class QKVAdapter(nn.Module):
         self.q = MoELoRA(qkv.in_features, self.width, **moe_kwargs)
         self.v = MoELoRA(qkv.in_features, self.width, **moe_kwargs)
         self._state = state
+        self._packed = PackedExperts()
 
     def hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...],
              output: torch.Tensor) -> torch.Tensor | None:
@@ -215,13 +367,14 @@ class QKVAdapter(nn.Module):
         if n % tags.numel():
             raise RuntimeError(f"qkv batch {n} is not a multiple of {tags.numel()} modality tags")
         # window_partition is sample-major: windows of sample i are contiguous.
-        t = tags.repeat_interleave(n // tags.numel())
-        # One pass over x for both A matrices (x is the large tensor here).
+        masks = self._state.window_masks(n)
+        # One pass over x for both A matrices (x is the large tensor here); q and v experts then
+        # run as one packed grouped convolution.
         za = F.linear(x, torch.cat([self.q.lora_A.weight, self.v.lora_A.weight]))
-        zq, zv = za.split([self.q.lora_A.out_features, self.v.lora_A.out_features], dim=-1)
-        dq, aq = self.q.forward_low_rank(zq, t)
-        dv, av = self.v.forward_low_rank(zv, t)
-        self._state.aux.append(aq + av)
+        (hq, hv), aux = mix_low_rank([self.q, self.v], self._packed, za, masks)
+        dq = self.q.lora_B(hq * self.q.scale)
+        dv = self.v.lora_B(hv * self.v.scale)
+        self._state.aux.append(aux)
         w = self.width
         # In place on the q and v slices (no copy of the whole qkv output): the Linear's backward
         # needs its input and weight, never its output, so autograd is unaffected.
