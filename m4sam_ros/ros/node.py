@@ -377,7 +377,7 @@ class M4SamNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-class _Stop(Exception):
+class _Stop(BaseException):
     """Raised in the main thread by SIGTERM (and SIGINT): leave cleanly."""
 
 
