@@ -78,3 +78,19 @@ def test_intrinsics_from_k_and_scaling():
     assert (half.fx, half.fy, half.cx, half.cy) == pytest.approx((100.0, 100.0, 79.5, 59.5))
     with pytest.raises(ValueError):
         Intrinsics.from_k([0.0] * 9, 10, 10)
+
+
+def test_intrinsics_must_be_finite_and_positive():
+    import math
+
+    import pytest
+
+    from m4sam_ros.geometry import Intrinsics
+
+    good = [120.0, 0.0, 79.5, 0.0, 120.0, 59.5, 0.0, 0.0, 1.0]
+    assert Intrinsics.from_k(good, 160, 120).fx == 120.0
+    for i, bad in ((0, math.nan), (4, math.inf), (0, -1.0), (4, 0.0), (2, math.nan), (5, -math.inf)):
+        k = list(good)
+        k[i] = bad
+        with pytest.raises(ValueError, match="finite|positive"):
+            Intrinsics.from_k(k, 160, 120)

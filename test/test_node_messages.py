@@ -40,7 +40,23 @@ def test_mask_saliency_overlay_messages():
     assert np.array_equal(image_to_numpy(m), mask) and np.array_equal(image_to_numpy(s), sal)
     ov = image_to_numpy(o)
     assert ov.shape == (12, 16, 3) and not np.array_equal(ov, rgb)
-    assert messages.detections_msg([Box(0, 0, 1, 1, 0.5)], _hdr()) is None or compat.HAVE_VISION_MSGS
+
+
+def test_detections_fields():
+    """vision_msgs 4.x Detection2DArray: centre, size, class 'salient' and score per box, the header
+    on the array and every detection; None only where vision_msgs is not installed."""
+    det = messages.detections_msg([Box(4, 3, 10, 7, 0.7), Box(0, 0, 2, 1, 0.25)], _hdr())
+    if not compat.HAVE_VISION_MSGS:
+        assert det is None and compat.Detection2DArray is None
+        return
+    assert isinstance(det, compat.Detection2DArray) and det.header == _hdr() and len(det.detections) == 2
+    d0, d1 = det.detections
+    assert d0.header == _hdr() and d0.id == "0" and d1.id == "1"
+    assert (d0.bbox.center.position.x, d0.bbox.center.position.y, d0.bbox.size_x, d0.bbox.size_y) == (7.0, 5.0, 6.0, 4.0)
+    assert (d1.bbox.center.position.x, d1.bbox.center.position.y, d1.bbox.size_x, d1.bbox.size_y) == (1.0, 0.5, 2.0, 1.0)
+    assert [(r.hypothesis.class_id, round(r.hypothesis.score, 6)) for r in d0.results] == [("salient", 0.7)]
+    assert [(r.hypothesis.class_id, r.hypothesis.score) for r in d1.results] == [("salient", 0.25)]
+    assert messages.detections_msg([], _hdr()).detections == []
 
 
 def test_image_builders_make_rosbags_messages_too():

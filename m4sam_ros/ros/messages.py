@@ -64,7 +64,7 @@ def detections_msg(boxes: Sequence[Any], header: Any) -> Any | None:
     if not compat.HAVE_VISION_MSGS:
         return None
     out = compat.Detection2DArray(header=header)
-    for i, b in enumerate(boxes):  # pragma: no cover - vision_msgs is not installable here
+    for i, b in enumerate(boxes):
         det = compat.Detection2D(header=header, id=str(i))
         det.bbox.center.position.x = (float(b.x0) + float(b.x1)) / 2
         det.bbox.center.position.y = (float(b.y0) + float(b.y1)) / 2
