@@ -1,15 +1,53 @@
 """The m4sam node alone: ros2 launch m4sam_ros m4sam.launch.py color_topic:=... depth_topic:=...
 
 Defaults are RealSense's topics with aligned depth (realsense2_camera 4.5x, align_depth.enable:=true).
+rviz:=true also starts RViz with config/m4sam.rviz rewritten for this namespace and these topics
+(realsense.launch.py and rosbag.launch.py start RViz through this file).
 """
 
-from launch.actions import DeclareLaunchArgument
+import tempfile
+from pathlib import Path
+
+import yaml
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+
+RVIZ_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "m4sam.rviz"
+
+
+def rviz_config(template: Path, namespace: str, color_topic: str, fixed_frame: str) -> dict:
+    """config/m4sam.rviz with the node's output topics under ``namespace``, the colour display on
+    ``color_topic`` and ``fixed_frame``: RViz shows the outputs whatever the launch arguments."""
+    cfg = yaml.safe_load(template.read_text())
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    manager = cfg["Visualization Manager"]
+    for display in manager["Displays"]:
+        topic = display.get("Topic", {}).get("Value", "")
+        if topic.startswith("/m4sam/"):
+            display["Topic"]["Value"] = ns + topic
+        elif topic.endswith("color/image_raw"):
+            display["Topic"]["Value"] = color_topic
+    manager["Global Options"]["Fixed Frame"] = fixed_frame
+    return cfg
+
+
+def _rviz(context, *_, **__):
+    """RViz on a config written for the resolved arguments (the temporary file lives as long as the launch)."""
+    cfg = rviz_config(RVIZ_TEMPLATE, LaunchConfiguration("namespace").perform(context),
+                      LaunchConfiguration("color_topic").perform(context),
+                      LaunchConfiguration("rviz_fixed_frame").perform(context))
+    out = tempfile.NamedTemporaryFile("w", prefix="m4sam_", suffix=".rviz", delete=False)
+    with out:
+        yaml.safe_dump(cfg, out, sort_keys=False)
+    use_sim_time = LaunchConfiguration("use_sim_time").perform(context) == "true"
+    return [Node(package="rviz2", executable="rviz2", name="rviz2", output="log", arguments=["-d", out.name],
+                 parameters=[{"use_sim_time": use_sim_time}])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -33,6 +71,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("log_level", default_value="info",
                               choices=["debug", "info", "warn", "error", "fatal"],
                               description="Logging level of the node."),
+        DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
+                              description="Also start RViz (rviz2 is optional: apt install ros-$ROS_DISTRO-rviz2)."),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value="camera_color_optical_frame",
+                              description="RViz fixed frame: the colour optical frame (<camera_name>_color_optical_frame)."),
     ]
     node = Node(
         package="m4sam_ros",
@@ -50,4 +92,5 @@ def generate_launch_description() -> LaunchDescription:
         ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
     )
-    return LaunchDescription([*args, node])
+    rviz = OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))
+    return LaunchDescription([*args, node, rviz])

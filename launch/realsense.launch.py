@@ -3,10 +3,8 @@
 """
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -29,7 +27,7 @@ def generate_launch_description() -> LaunchDescription:
                                                                   "config", "m4sam.yaml"]),
                               description="YAML with the node's parameters."),
         DeclareLaunchArgument("rviz", default_value="true", choices=["true", "false"],
-                              description="Start RViz with config/m4sam.rviz."),
+                              description="Start RViz with config/m4sam.rviz (set for these topics)."),
         DeclareLaunchArgument("log_level", default_value="info",
                               choices=["debug", "info", "warn", "error", "fatal"],
                               description="Logging level of the node."),
@@ -56,9 +54,8 @@ def generate_launch_description() -> LaunchDescription:
             "camera_info_topic": [*prefix, "/aligned_depth_to_color/camera_info"],
             "use_sim_time": "false",
             "log_level": LaunchConfiguration("log_level"),
+            "rviz": LaunchConfiguration("rviz"),
+            "rviz_fixed_frame": [camera, "_color_optical_frame"],
         }.items(),
     )
-    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
-                arguments=["-d", PathJoinSubstitution([FindPackageShare("m4sam_ros"), "config", "m4sam.rviz"])],
-                condition=IfCondition(LaunchConfiguration("rviz")))
-    return LaunchDescription([*args, realsense, m4sam, rviz])
+    return LaunchDescription([*args, realsense, m4sam])

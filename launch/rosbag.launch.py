@@ -6,7 +6,6 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchD
 from launch.conditions import IfCondition, UnlessCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -34,7 +33,9 @@ def generate_launch_description() -> LaunchDescription:
                               default_value="/camera/camera/aligned_depth_to_color/camera_info",
                               description="CameraInfo topic in the bag."),
         DeclareLaunchArgument("rviz", default_value="true", choices=["true", "false"],
-                              description="Start RViz with config/m4sam.rviz."),
+                              description="Start RViz with config/m4sam.rviz (set for these topics)."),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value="camera_color_optical_frame",
+                              description="RViz fixed frame: the colour frame_id in the bag."),
     ]
     play = ["ros2", "bag", "play", bag, "--clock", "--rate", rate]
     players = [
@@ -52,10 +53,8 @@ def generate_launch_description() -> LaunchDescription:
             "depth_topic": LaunchConfiguration("depth_topic"),
             "camera_info_topic": LaunchConfiguration("camera_info_topic"),
             "use_sim_time": "true",
+            "rviz": LaunchConfiguration("rviz"),
+            "rviz_fixed_frame": LaunchConfiguration("rviz_fixed_frame"),
         }.items(),
     )
-    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="log",
-                arguments=["-d", PathJoinSubstitution([FindPackageShare("m4sam_ros"), "config", "m4sam.rviz"])],
-                parameters=[{"use_sim_time": True}],
-                condition=IfCondition(LaunchConfiguration("rviz")))
-    return LaunchDescription([*args, *players, m4sam, rviz])
+    return LaunchDescription([*args, *players, m4sam])

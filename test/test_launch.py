@@ -1,14 +1,27 @@
 """Launch files and config: they parse, and name only executables, parameters, launch arguments
-and files that exist. When launch_ros is importable the descriptions are also built for real."""
+and files that exist; then the three launch files run through the REAL launch / launch_ros
+(LaunchService, as `ros2 launch` does), the RealSense include resolved against the real
+realsense2_camera rs_launch.py, with stand-ins (test/ros_standins/) for realsense2_camera_node,
+rviz2 and `ros2 bag play`: masks must arrive on the remapped, namespaced topics and RViz must be
+given a config that shows them."""
 
 import ast
 import importlib.util
 import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import rclpy
 import yaml
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
 
 from m4sam_ros.ros.node import PARAMS
 
@@ -138,7 +151,7 @@ def test_params_yaml_lists_every_parameter_with_valid_values():
             assert "#" in line or lines[i - 1].strip().startswith("#"), f"{m.group(1)} has no comment"
 
 
-def test_rviz_config_shows_the_outputs():
+def test_rviz_config_template_shows_the_outputs():
     cfg = yaml.safe_load((ROOT / "config/m4sam.rviz").read_text())
     displays = cfg["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"]: d["Class"] for d in displays if "Topic" in d}
@@ -148,14 +161,178 @@ def test_rviz_config_shows_the_outputs():
     assert any(t.endswith("color/image_raw") for t in topics)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed")
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_generate_launch_description_runs(path):  # pragma: no cover - needs a ROS install
-    from launch import LaunchDescription
-
+def _load_launch_module(path):
     spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    ld = mod.generate_launch_description()
+    return mod
+
+
+def test_rviz_config_follows_namespace_topics_and_frame():
+    mod = _load_launch_module(ROOT / "launch/m4sam.launch.py")
+    cfg = mod.rviz_config(ROOT / "config/m4sam.rviz", "/robot1/", "/rig/cam1/color/image_raw", "cam1_color_optical_frame")
+    topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert topics == {"/robot1/m4sam/mask", "/robot1/m4sam/overlay", "/robot1/m4sam/markers",
+                      "/robot1/m4sam/object_points", "/rig/cam1/color/image_raw"}
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "cam1_color_optical_frame"
+    plain = mod.rviz_config(ROOT / "config/m4sam.rviz", "", "/camera/camera/color/image_raw", "f")
+    assert "/m4sam/mask" in {d["Topic"]["Value"] for d in plain["Visualization Manager"]["Displays"] if "Topic" in d}
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_generate_launch_description_runs(path):
+    from launch import LaunchDescription
+
+    ld = _load_launch_module(path).generate_launch_description()
     assert isinstance(ld, LaunchDescription) and ld.get_launch_arguments()
-    assert os.fspath(path)
+
+
+# ------------------------------------------------------------------ the real launch, for real
+STANDINS = Path(__file__).resolve().parent / "ros_standins"
+
+
+def _wrapper(path, script, args=""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = {str(path)!r}\n{args}"
+                    f"runpy.run_path({str(script)!r}, run_name='__main__')\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory, shared_ros):
+    """An install prefix as a ROS install lays it out: m4sam_ros (this checkout), realsense2_camera
+    (the real rs_launch.py + a stand-in node), rviz2 (stand-in); `ros2` (bag play stand-in) on PATH."""
+    pre = tmp_path_factory.mktemp("ros_prefix")
+    index = pre / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    for pkg in ("m4sam_ros", "realsense2_camera", "rviz2"):
+        (index / pkg).touch()
+    share = pre / "share" / "m4sam_ros"
+    share.mkdir()
+    for name in ("launch", "config", "package.xml"):
+        (share / name).symlink_to(ROOT / name)
+    node = pre / "lib" / "m4sam_ros" / "m4sam_node"
+    node.parent.mkdir(parents=True)
+    node.write_text(f"#!{sys.executable}\nfrom m4sam_ros.ros.node import main\nmain()\n")
+    node.chmod(0o755)
+    rs = pre / "share" / "realsense2_camera" / "launch"
+    rs.mkdir(parents=True)
+    (rs / "rs_launch.py").symlink_to(shared_ros / "realsense" / "rs_launch.py")
+    _wrapper(pre / "lib" / "realsense2_camera" / "realsense2_camera_node", STANDINS / "camera_standin.py")
+    _wrapper(pre / "lib" / "rviz2" / "rviz2", STANDINS / "rviz2_standin.py")
+    _wrapper(pre / "bin" / "ros2", STANDINS / "camera_standin.py")
+    return pre
+
+
+class Launched:
+    """`ros2 launch` of one file (the real LaunchService) + an rclpy subscriber to one topic."""
+
+    def __init__(self, prefix, tmp_path, launch_file, args, topic):
+        self.record = tmp_path / "record"
+        self.env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{sys.prefix}",
+                        PATH=f"{prefix / 'bin'}:{os.environ['PATH']}", STANDIN_RECORD=str(self.record),
+                        OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+        self.procs = []
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("launch_test_listener", context=self.ctx)
+        self.got = []
+        self.node.create_subscription(Image, topic, self.got.append, qos_profile_sensor_data)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner.start()
+        self.launch = self.start([sys.executable, str(STANDINS / "run_launch.py"),
+                                  str(prefix / "share" / "m4sam_ros" / "launch" / launch_file), *args])
+
+    def start(self, cmd):
+        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def wait_masks(self, n=2, timeout=120):
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline and self.launch.poll() is None:
+            time.sleep(0.2)
+        return len(self.got) >= n
+
+    def stop(self):
+        outs = []
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                outs.append(proc.communicate(timeout=60)[0])
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                outs.append(proc.communicate()[0])
+        self.executor.shutdown(timeout_sec=5)
+        self.spinner.join(timeout=5)
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+        return outs
+
+
+def _check_stopped_cleanly(log):
+    assert "Traceback" not in log, log[-4000:]
+    assert not re.search(r"process has died.*m4sam_node", log), log[-4000:]
+
+
+def test_m4sam_launch_namespace_and_remapped_topics(prefix, tmp_path):
+    run = Launched(prefix, tmp_path, "m4sam.launch.py",
+                   ["namespace:=ns_a", "color_topic:=/rig/cam/color/image_raw",
+                    "depth_topic:=/rig/cam/aligned_depth_to_color/image_raw",
+                    "camera_info_topic:=/rig/cam/aligned_depth_to_color/camera_info",
+                    "rviz:=true", "rviz_fixed_frame:=cam_color_optical_frame"], "/ns_a/m4sam/mask")
+    try:
+        run.start([str(prefix / "lib" / "realsense2_camera" / "realsense2_camera_node"), "--ros-args",
+                   "-r", "__ns:=/rig", "-r", "__node:=cam", "-p", "align_depth.enable:=true"])
+        ok = run.wait_masks()
+    finally:
+        outs = run.stop()
+    assert ok, outs[0][-4000:]
+    assert run.got[0].encoding == "mono8" and run.got[0].header.frame_id == "cam_color_optical_frame"
+    _check_stopped_cleanly(outs[0])
+    cfg = yaml.safe_load(Path(str(run.record) + ".rviz").read_text())
+    topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert {"/ns_a/m4sam/mask", "/ns_a/m4sam/overlay", "/rig/cam/color/image_raw"} <= topics
+
+
+def test_realsense_launch_with_the_real_rs_launch(prefix, tmp_path):
+    """rs_launch.py (real) starts the camera stand-in with our arguments; it publishes the aligned
+    depth only because align_depth.enable reached it; masks arrive in the node's namespace."""
+    run = Launched(prefix, tmp_path, "realsense.launch.py",
+                   ["namespace:=robot1", "camera_namespace:=rig", "camera_name:=cam1", "rviz:=true"],
+                   "/robot1/m4sam/mask")
+    try:
+        ok = run.wait_masks()
+    finally:
+        outs = run.stop()
+    assert ok, outs[0][-4000:]
+    assert run.got[0].header.frame_id == "cam1_color_optical_frame"
+    _check_stopped_cleanly(outs[0])
+    cfg = yaml.safe_load(Path(str(run.record) + ".rviz").read_text())
+    manager = cfg["Visualization Manager"]
+    topics = {d["Topic"]["Value"] for d in manager["Displays"] if "Topic" in d}
+    assert topics == {"/robot1/m4sam/mask", "/robot1/m4sam/overlay", "/robot1/m4sam/markers",
+                      "/robot1/m4sam/object_points", "/rig/cam1/color/image_raw"}
+    assert manager["Global Options"]["Fixed Frame"] == "cam1_color_optical_frame"
+
+
+def test_rosbag_launch_plays_and_the_node_runs_on_sim_time(prefix, tmp_path):
+    bag = tmp_path / "some_bag"
+    bag.mkdir()
+    run = Launched(prefix, tmp_path, "rosbag.launch.py", [f"bag:={bag}", "rate:=1.0", "rviz:=false"],
+                   "/m4sam/mask")
+    try:
+        ok = run.wait_masks()
+    finally:
+        outs = run.stop()
+    assert ok, outs[0][-4000:]
+    assert Path(str(run.record) + ".ros2").read_text() == f"bag play {bag} --clock --rate 1.0"
+    assert not Path(str(run.record) + ".rviz").exists()
+    stamp = run.got[0].header.stamp
+    assert 1000 <= stamp.sec < 2000, "stamps come from the player's /clock (sim time)"
+    _check_stopped_cleanly(outs[0])
