@@ -187,7 +187,7 @@ def decompress(msg: Any, side: str, factory: Callable[..., Any] | None = None) -
         raise CompressedImageError(reason, f"{side} CompressedImage format {str(msg.format)!r}, "
                                    f"{len(msg.data)} B: {exc.detail}") from exc
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise CompressedImageError(f"{side}_too_large", f"{arr.shape[1]}x{arr.shape[0]} exceeds {MAX_PIXELS} px")
+        raise CompressedImageError("too_large", f"{side} image {arr.shape[1]}x{arr.shape[0]} exceeds {MAX_PIXELS} px")
     return numpy_to_image(arr, encoding, factory=factory, header=getattr(msg, "header", None))
 
 

@@ -13,8 +13,7 @@ from rosbags.typesys import Stores, get_typestore
 from m4sam_ros.bag import BagError, main, process_bag
 from m4sam_ros.data import synth
 from m4sam_ros.image_codec import image_to_numpy
-
-StreamingPredictor = pytest.importorskip("m4sam_ros.predictor").StreamingPredictor
+from m4sam_ros.predictor import StreamingPredictor
 
 FRAMES = 5
 
