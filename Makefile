@@ -32,7 +32,7 @@ $(STAMP): $(REQS) requirements-runtime.txt requirements-dev.txt setup.py setup.c
 	  *:|jazzy:7.*|kilted:9.*) ;; \
 	  *) echo "$(VENV) holds ros-rclpy $$have, not ROS 2 $(ROS_DISTRO): choose another VENV=... (or 'make clean VENV=$(VENV)')" >&2; exit 1 ;; \
 	esac
-	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q --upgrade pip "setuptools<80" wheel  # colcon-core needs setuptools < 80
 	@# torch: keep the user's own (CUDA) build where one is importable; the CPU build otherwise.
 	@if $(PY) -c 'import torch' 2>/dev/null; then \
 	  echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already installed: keeping it"; \
