@@ -22,6 +22,7 @@ import yaml
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray  # rosidl-generated in the test environment (make testenv)
 
 from m4sam_ros.ros.node import PARAMS
 
@@ -236,8 +237,10 @@ class Launched:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
         self.node = rclpy.create_node("launch_test_listener", context=self.ctx)
-        self.got = []
+        self.got, self.detections = [], []
         self.node.create_subscription(Image, topic, self.got.append, qos_profile_sensor_data)
+        self.node.create_subscription(Detection2DArray, topic.rsplit("/", 1)[0] + "/detections",
+                                      self.detections.append, qos_profile_sensor_data)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
@@ -312,6 +315,20 @@ def test_realsense_launch_with_the_real_rs_launch(prefix, tmp_path):
         outs = run.stop()
     assert ok, outs[0][-4000:]
     assert run.got[0].header.frame_id == "cam1_color_optical_frame"
+    # ~/detections: a real vision_msgs Detection2DArray, received by a real rclpy subscriber
+    assert run.detections, "no Detection2DArray on /robot1/m4sam/detections"
+    dets = run.detections[-1]
+    assert dets.header.frame_id == "cam1_color_optical_frame"
+    for i, det in enumerate(dets.detections):
+        assert det.id == str(i) and det.header == dets.header
+        assert 0 < det.bbox.size_x <= 160 and 0 < det.bbox.size_y <= 120
+        assert 0 <= det.bbox.center.position.x <= 160 and 0 <= det.bbox.center.position.y <= 120
+        assert len(det.results) == 1 and det.results[0].hypothesis.class_id
+        assert 0.0 <= det.results[0].hypothesis.score <= 1.0
+    # the scene's one salient object, a near disk centred on row 60: found, and boxed around that row
+    assert len(dets.detections) >= 1
+    box = dets.detections[0].bbox
+    assert abs(box.center.position.y - 60) < box.size_y / 2
     _check_stopped_cleanly(outs[0])
     cfg = yaml.safe_load(Path(str(run.record) + ".rviz").read_text())
     manager = cfg["Visualization Manager"]
