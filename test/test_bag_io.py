@@ -241,11 +241,12 @@ def _start(bag: Path, out: Path, video_path: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_staging(proc: subprocess.Popen, parent: Path, timeout: float = 120) -> list[Path]:
+def _wait_for_staging(proc: subprocess.Popen, parent: Path, out: str = "out", video: str = "overlay",
+                      timeout: float = 120) -> list[Path]:
     """Waits until the run is writing: its staging folder and partial video exist."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        hidden = sorted(p for p in parent.iterdir() if p.name.startswith("."))
+        hidden = sorted(p for p in parent.iterdir() if p.name.startswith((f".{out}.", f".{video}.")))
         if any(p.is_dir() for p in hidden) and any(p.suffix == ".mp4" for p in hidden):
             return hidden
         assert proc.poll() is None, proc.communicate()
@@ -282,8 +283,10 @@ def test_sigkill_leftovers_are_swept_at_the_next_start(tmp_path: Path, long_bag:
     assert all(p.exists() for p in left) and len(left) == 2  # SIGKILL cannot clean up
     # a live run's staging is locked: a sweep from another process leaves it alone
     live = _start(long_bag, tmp_path / "out2", tmp_path / "o2.mp4")
-    live_left = [p for p in _wait_for_staging(live, tmp_path) if ".out2." in p.name or ".o2." in p.name]
+    live_left = _wait_for_staging(live, tmp_path, "out2", "o2")
+    assert len(live_left) == 2
     assert sweep_stale(tmp_path / "out2", tmp_path / "o2.mp4") == []
+    assert all(p.exists() for p in live_left)
     live.kill()
     live.communicate(timeout=60)
     # the next run on the same output sweeps the orphans, then writes its result
