@@ -80,7 +80,8 @@ MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- the other gaps issue 15 names
     Mutant("bag-output-without-pairs", "m4sam_ros/bag.py",
            r"if summary\.processed == 0:", "if False:",
-           ("test/test_bag.py",), "a bag with no processable pair still writes output", "IO"),
+           ("test/test_bag_io.py", "-k", "no_processable_pair"), "a bag with no processable pair still writes output",
+           "IO"),
     Mutant("node-no-input-validation", "m4sam_ros/ros/pipeline.py",
            r"problem = compat\.image_problem\(msg, allowed\)", "problem = None",
            ("test/test_node.py", "-k", "fuzz or bad_input"),
@@ -91,7 +92,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "the worker thread's catch-all removed (one bad pair ends the worker)", "NODE"),
     Mutant("node-model-error-uncaught", "m4sam_ros/ros/node.py",
            r"(result = predictor\.step\([\s\S]*?)except Exception as exc:", r"\1except ZeroDivisionError as exc:",
-           ("test/test_node.py", "-k", "fuzz or bad_input"),
+           ("test/test_node.py", "-k", "bad_input"),
            "a model error in the node is no longer counted as inference_error", "NODE"),
     Mutant("predictor-import-error", "m4sam_ros/predictor.py",
            r"(from __future__ import annotations\n)", r"\1import m4sam_ros._mutant_no_such_module  # noqa\n",
