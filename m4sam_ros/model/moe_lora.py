@@ -233,6 +233,8 @@ class PackedExperts:
         y = F.conv2d(z, w1, b1, padding=k1 // 2, groups=len(experts_per_map))
         if w2 is not None:
             y = F.conv2d(y, w2, b2, padding=k2 // 2, groups=n_experts)
+        # convs run fastest on the channels-last view of z; CPU group_norm 5x slower on it
+        y = y.contiguous()
         return F.gelu(F.group_norm(y, n_experts, gn_w, gn_b, eps))
 
 

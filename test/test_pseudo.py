@@ -1,0 +1,53 @@
+"""The shared pseudo-mask rule: never empty, confident only when something passes 0.5."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from m4sam_ros.model.pseudo import pseudo_mask
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_confident_map_is_the_absolute_threshold():
+    logits = torch.full((1, 1, 4, 4), _logit(0.1))
+    logits[0, 0, 1, 1:3] = _logit(0.9)
+    logits[0, 0, 2, 1] = _logit(0.45)  # relative >= 0.45 * 0.9 but not > 0.5: not in the mask
+    mask, confident = pseudo_mask(logits)
+    want = torch.zeros(1, 1, 4, 4)
+    want[0, 0, 1, 1:3] = 1
+    assert confident.tolist() == [True]
+    assert torch.equal(mask, want)
+
+
+def test_weak_map_falls_back_to_relative_threshold_never_empty():
+    """Nothing above 0.5 (SAM2 would read an empty prompt as "no object"): keep the pixels with
+    at least half the peak probability, and say it is not confident."""
+    probs = torch.tensor([[0.30, 0.16, 0.14], [0.02, 0.20, 0.01], [0.05, 0.149, 0.151]])
+    logits = torch.log(probs / (1 - probs)).view(1, 1, 3, 3)
+    mask, confident = pseudo_mask(logits)
+    want = torch.tensor([[1.0, 1, 0], [0, 1, 0], [0, 0, 1]]).view(1, 1, 3, 3)  # >= 0.15
+    assert confident.tolist() == [False]
+    assert torch.equal(mask, want)
+
+
+def test_per_sample_in_a_batch_and_uniform_map():
+    strong = torch.full((1, 1, 2, 2), -3.0)
+    strong[..., 0, 0] = 3.0
+    flat = torch.full((1, 1, 2, 2), -8.0)  # no structure at all: the whole frame, not empty
+    mask, confident = pseudo_mask(torch.cat([strong, flat]))
+    assert confident.tolist() == [True, False]
+    assert mask[0].sum() == 1 and mask[1].sum() == 4
+    assert mask.dtype == torch.float32
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"\[B,1,H,W\]"):
+        pseudo_mask(torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match="threshold"):
+        pseudo_mask(torch.zeros(1, 1, 2, 2), threshold=1.5)
