@@ -38,8 +38,16 @@ def video() -> synth.SyntheticVideo:
     return synth.generate_video(11, FRAMES, 96, 72)
 
 
+_SHARED: list[StreamingPredictor] = []
+
+
 def _predictor() -> StreamingPredictor:
-    return StreamingPredictor.from_config(None, m4sam_checkpoint=str(DEMO_MODEL))
+    """The bundled demo model (it finds the synthetic object, so mask comparisons mean something),
+    built once per module and reset before each use: a reset predictor starts afresh."""
+    if not _SHARED:
+        _SHARED.append(StreamingPredictor.from_config(None, m4sam_checkpoint=str(DEMO_MODEL)))
+    _SHARED[0].reset()
+    return _SHARED[0]
 
 
 def write_bag(path: Path, video: synth.SyntheticVideo, stamps: list[tuple[int | None, int | None]], *,
