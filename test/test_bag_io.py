@@ -302,3 +302,20 @@ def test_sigkill_leftovers_are_swept_at_the_next_start(tmp_path: Path, long_bag:
     summary = process_bag(small, tmp_path / "out", _predictor(), progress=False, video=tmp_path / "overlay.mp4")
     assert sorted(summary.stale_removed) == sorted(str(p) for p in left)
     assert sorted(p.name for p in tmp_path.iterdir() if p not in live_left) == ["out", "overlay.mp4", "small"]
+
+
+def test_sigterm_while_the_model_loads_is_clean(tmp_path: Path, long_bag: Path) -> None:
+    """SIGTERM before any output exists (torch being imported / the model being built): exit 143, one line."""
+    proc = _start(long_bag, tmp_path / "out", tmp_path / "overlay.mp4")
+    end = time.monotonic() + 120
+    maps = Path(f"/proc/{proc.pid}/maps")
+    while time.monotonic() < end and proc.poll() is None:
+        if "libtorch" in maps.read_text():  # main() has installed its handlers before importing torch
+            break
+        time.sleep(0.01)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # still loading
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == "m4sam-bag: stopped by SIGTERM; nothing written (output in progress removed)"
+    assert list(tmp_path.iterdir()) == []
