@@ -4,7 +4,9 @@ It is the one inference path of the project (node, bag tool, evaluation, benchma
 
 - Pseudo-Guided Initialization: the first frame (and any re-initialisation) is a *conditioning*
   frame whose mask prompt is the model's own coarse mask (SAM2.1 uses a mask input directly as the
-  frame's output); later frames are predicted from SAM2's memory by ``track_step``.
+  frame's output); later frames are predicted from SAM2's memory by ``track_step``. The mask comes
+  from ``model.pseudo.pseudo_mask``, the rule training uses too: never empty (an empty prompt
+  would encode a "no object" memory), and ``num_frames`` is the same endless-stream value.
 - Re-initialisation: the object score stays low, or memory and coarse maps disagree (IoU below a
   threshold), for N frames in a row; or a stamp goes backwards (a looping rosbag).
 - Bounded state: conditioning frames (at most ``max_cond_frames``, oldest dropped) plus the last
@@ -31,13 +33,13 @@ import torch.nn.functional as F
 
 from m4sam_ros.data.depth import normalize_depth
 from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
+from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
 
 log = logging.getLogger(__name__)
 
 #: fields of a frame's output that later frames read (sam2_base._prepare_memory_conditioned_features)
 KEPT_FIELDS = ("maskmem_features", "maskmem_pos_enc", "obj_ptr", "object_score_logits")
-#: track_step caps object pointers at min(num_frames, max_obj_ptrs_in_encoder): a stream is endless
-ENDLESS = 1 << 30
+# ENDLESS (model.pseudo): num_frames of every track_step, the same value training uses
 OUTPUTS = ("memory", "coarse", "combined")
 
 
@@ -66,6 +68,7 @@ class SaliencyResult:
     stamp: float | None
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
     memory_logits: np.ndarray | None = None  # float32 HxW logits of the memory branch (parity checks)
+    pseudo_confident: bool | None = None  # conditioning frames: did the pseudo mask pass 0.5 anywhere?
 
 
 def boxes_from_mask(mask: np.ndarray, saliency: np.ndarray, min_area: int) -> list[Box]:
@@ -289,11 +292,17 @@ class StreamingPredictor:
         t2 = time.perf_counter()
         idx = self._frame_index
         condition = not self._cond or self._force_reinit or mask_prompt is not None
+        confident = None
         if condition:
             if mask_prompt is not None:
                 mask = mask_prompt.reshape(1, 1, self.image_size, self.image_size).float().to(self.device)
             elif coarse_logits is not None:
-                mask = (coarse_logits.float() > 0).float()  # sigmoid(coarse) > 0.5
+                # the training rule: sigmoid(coarse) > 0.5, or, when nothing passes, a relative
+                # threshold of the map; never empty (SAM2 encodes an empty mask as "no object")
+                mask, conf = pseudo_mask(coarse_logits)
+                confident = bool(conf.item())
+                if not confident:
+                    log.debug("frame %d: weak pseudo mask, conditioning on its relative threshold", idx)
             else:
                 raise ValueError("RGB-only parity mode has no coarse map: give the first frame a mask_prompt")
             out = self._condition(idx, feats, pos, sizes, mask)
@@ -331,7 +340,8 @@ class StreamingPredictor:
                               memory=memory.cpu().numpy().astype(np.float32), boxes=boxes,
                               object_score=object_score, reinitialized=condition, frame_index=idx,
                               stamp=stamp, timings=timings,
-                              memory_logits=memory_logits[0, 0].cpu().numpy().astype(np.float32))
+                              memory_logits=memory_logits[0, 0].cpu().numpy().astype(np.float32),
+                              pseudo_confident=confident)
 
     def _is_scene_cut(self, rgb: np.ndarray) -> bool:
         """A shot boundary: consecutive frames' 32x32 grey thumbnails correlate below the threshold.

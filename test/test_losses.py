@@ -1,68 +1,132 @@
-"""The structure loss done right: pixel weights applied, logits in, frames without GT ignored."""
+"""Losses against values worked out by hand on tiny maps (not re-implementations of the formula).
+
+Conventions used in the hand computations: on maps smaller than 352 px the boundary-weight window
+and the edge window are 3x3; average pooling counts the zero padding (divides by 9); erosion
+ignores the outside of the image (max pooling pads with -inf).
+"""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
-import torch.nn.functional as F
 
-from m4sam_ros.losses import boundary_weights, clip_loss, masked_structure_loss, structure_loss_per_map
+from m4sam_ros.losses import (
+    boundary_weights,
+    clip_loss,
+    edge_loss_per_map,
+    masked_structure_loss,
+    structure_loss_per_map,
+)
 
-
-def test_structure_loss_applies_weights_and_ignores_invalid_frames() -> None:
-    target = torch.zeros(1, 1, 16, 16)
-    target[..., 4:12, 4:12] = 1
-    perfect = (target * 2 - 1) * 20
-    wrong = -perfect
-    valid = torch.tensor([True])
-    assert masked_structure_loss(perfect, target, valid) < 0.01
-    assert masked_structure_loss(wrong, target, valid) > 1.0
-    # an error at the boundary costs more than the same error in the flat background (pixel weights)
-    edge, flat = perfect.clone(), perfect.clone()
-    edge[..., 4, 4:12] = 20 * -1
-    flat[..., 0, 0:8] = 20
-    assert masked_structure_loss(edge, target, valid) > masked_structure_loss(flat, target, valid)
-    # invalid frames contribute nothing, whatever their prediction
-    two = torch.cat([perfect, wrong]).unsqueeze(0)
-    tgt = torch.cat([target, target]).unsqueeze(0)
-    assert masked_structure_loss(two, tgt, torch.tensor([[True, False]])) < 0.01
-    assert masked_structure_loss(two, tgt, torch.tensor([[False, False]])) == 0
+LN2 = math.log(2.0)
 
 
-def test_clip_loss_skips_frame0_memory() -> None:
-    b, t, s = 1, 3, 16
-    gts = torch.zeros(b, t, 1, s, s)
-    gts[..., 4:12, 4:12] = 1
-    good = (gts * 2 - 1) * 20
-    out = {"coarse_logits": good, "memory_logits": good.clone(), "object_score_logits": torch.full((b, t, 1), 10.0),
-           "aux_loss": torch.tensor(0.0)}
-    out["memory_logits"][:, 0] = -good[:, 0]  # frame 0's memory output is the prompt: not supervised
-    parts = clip_loss(out, gts, torch.ones(b, t, dtype=torch.bool))
-    assert parts["memory"] < 0.01 and parts["total"] < 0.05
+def _map(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32).view(1, 1, len(rows), len(rows[0]))
 
 
-def test_matches_the_weighted_formula_and_not_the_buggy_mean() -> None:
-    torch.manual_seed(0)
-    logits = torch.randn(2, 1, 24, 24) * 3
-    target = torch.zeros(2, 1, 24, 24)
-    target[0, :, 5:15, 6:18] = 1
-    target[1, :, 12:22, 2:9] = 1
-    w = boundary_weights(target)
-    assert w.min() >= 1.0 and w.max() > 2.0  # boundary pixels weigh more
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    wbce = (w * bce).sum(dim=(2, 3)) / w.sum(dim=(2, 3))
-    p = torch.sigmoid(logits)
-    inter, union = (p * target * w).sum(dim=(2, 3)), ((p + target) * w).sum(dim=(2, 3))
-    want = (wbce + 1 - (inter + 1) / (union - inter + 1)).squeeze(1)
+def test_boundary_weights_single_pixel_by_hand():
+    # one foreground pixel at (1,1) of a 4x4 map: its 3x3 mean is 1/9 -> w = 1 + 5 * 8/9 = 49/9;
+    # its 8 neighbours see mean 1/9 -> w = 1 + 5/9 = 14/9; every other pixel w = 1
+    t = torch.zeros(1, 1, 4, 4)
+    t[0, 0, 1, 1] = 1
+    want = torch.ones(4, 4)
+    want[0:3, 0:3] = 14 / 9
+    want[1, 1] = 49 / 9
+    torch.testing.assert_close(boundary_weights(t)[0, 0], want)
+
+
+def test_structure_loss_by_hand():
+    """logits 0 (p = 1/2) on 2x2 maps.
+    Empty target: weights 1, wBCE = ln 2, inter 0, union 4 * 1/2 = 2 -> wIoU = 1 - 1/3.
+    Full target: every 3x3 window (zero padded) holds 4 ones -> w = 1 + 5 * 5/9 = 34/9 everywhere,
+    wBCE = ln 2, inter = 4 * 1/2 * w, union = 4 * 3/2 * w -> wIoU = 1 - (68/9 + 1) / (136/9 + 1)
+    = 68/145."""
+    logits = torch.zeros(2, 1, 2, 2)
+    target = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
     got = structure_loss_per_map(logits, target)
-    torch.testing.assert_close(got, want)
-    # the authors' release: BCE with mean reduction (weights silently dropped) gives another number
-    buggy = F.binary_cross_entropy_with_logits(logits, target, reduction="mean")
-    assert not torch.allclose(wbce.mean(), buggy, atol=1e-3)
+    torch.testing.assert_close(got, torch.tensor([LN2 + 2 / 3, LN2 + 68 / 145]))
+    # confident and right: ~0; confident and wrong: large
+    right = (target * 2 - 1) * 30
+    assert structure_loss_per_map(right, target).max() < 1e-6
+    assert structure_loss_per_map(-right, target).min() > 20
 
 
-def test_invalid_frames_get_no_gradient() -> None:
+def test_masked_mean_over_valid_frames_by_hand():
+    logits = torch.zeros(1, 2, 1, 2, 2)
+    target = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)]).unsqueeze(0)
+    a, b = LN2 + 2 / 3, LN2 + 68 / 145
+    for valid, want in (([True, True], (a + b) / 2), ([True, False], a), ([False, True], b),
+                        ([False, False], 0.0)):
+        got = masked_structure_loss(logits, target, torch.tensor([valid]))
+        assert got.item() == pytest.approx(want, abs=1e-6)
+
+
+def test_edge_loss_by_hand():
+    """3x3 target with only the centre set: dilation is 1 everywhere, erosion 0 -> 9 edge pixels.
+    Flat prediction (p = 1/2): its edges are 0 -> 1 - 1/(0 + 9 + 1) = 0.9.
+    Sharp right prediction: edges 1 on the same 9 pixels -> 1 - 19/19 = 0.
+    Full target: no edge inside the image; flat prediction -> 1 - 1/1 = 0."""
+    centre = _map([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    flat = torch.zeros(1, 1, 3, 3)
+    sharp = (centre * 2 - 1) * 40
+    got = edge_loss_per_map(torch.cat([flat, sharp, flat]), torch.cat([centre, centre, torch.ones(1, 1, 3, 3)]))
+    torch.testing.assert_close(got, torch.tensor([0.9, 0.0, 0.0]), atol=1e-6, rtol=0)
+
+
+def _outputs(t: int = 2, score: float = 0.0, sides: int = 0, raw: bool = True) -> dict:
+    z = torch.zeros(1, t, 1, 2, 2)
+    out = {"coarse_logits": z.clone(), "memory_logits": z.clone(),
+           "object_score_logits": torch.full((1, t, 1), score), "aux_loss": torch.tensor(0.25),
+           "side_logits": [z.clone() for _ in range(sides)]}
+    if raw:
+        out["memory_logits_raw"] = z.clone()
+    return out
+
+
+def test_clip_loss_composition_by_hand():
+    """2x2 maps, all logits 0, both frames fully foreground (b = ln2 + 68/145 per map, edges 0):
+    coarse b, memory (frame 1) b, object BCE(0, present) = ln 2, side 1 map -> b,
+    total = b + 1.0*0 + 0.5*b + 0.25 + 1.0*b + 0.1*ln 2."""
+    b = LN2 + 68 / 145
+    gts = torch.ones(1, 2, 1, 2, 2)
+    parts = clip_loss(_outputs(sides=1), gts, torch.ones(1, 2, dtype=torch.bool))
+    assert parts["coarse"].item() == pytest.approx(b, abs=1e-6)
+    assert parts["edge"].item() == pytest.approx(0.0, abs=1e-6)
+    assert parts["side"].item() == pytest.approx(b, abs=1e-6)
+    assert parts["memory"].item() == pytest.approx(b, abs=1e-6)
+    assert parts["object"].item() == pytest.approx(LN2, abs=1e-6)
+    assert parts["total"].item() == pytest.approx(b + 0.5 * b + 0.25 + b + 0.1 * LN2, abs=1e-5)
+
+
+def test_clip_loss_frame0_memory_and_no_object_frames_by_hand():
+    """Frame 0's memory output is the prompt: never in the memory loss. A frame without the
+    object (empty GT) has no mask loss, only the object BCE: score -2, target 0 ->
+    ln(1 + e^-2). Without raw logits, frames SAM2 called "no object" (score <= 0) are skipped."""
+    gts = torch.ones(1, 3, 1, 2, 2)
+    gts[:, 2] = 0                          # object gone in frame 2
+    out = _outputs(t=3, score=-2.0)
+    out["memory_logits_raw"][:, 0] = 1e3   # frame 0 wildly wrong: must not matter
+    parts = clip_loss(out, gts, torch.ones(1, 3, dtype=torch.bool))
+    b = LN2 + 68 / 145
+    assert parts["memory"].item() == pytest.approx(b, abs=1e-6)  # frame 1 only
+    bce_present, bce_absent = math.log1p(math.exp(2.0)), math.log1p(math.exp(-2.0))
+    assert parts["object"].item() == pytest.approx((bce_present + bce_absent) / 2, abs=1e-6)
+    out = _outputs(t=3, score=-2.0, raw=False)
+    out["memory_logits"][:, 1:] = -1024.0  # SAM2's "no object" output
+    assert clip_loss(out, gts, torch.ones(1, 3, dtype=torch.bool))["memory"].item() == 0.0
+
+
+def test_invalid_frames_get_no_gradient():
     logits = torch.randn(1, 3, 1, 16, 16, requires_grad=True)
     target = (torch.rand(1, 3, 1, 16, 16) > 0.5).float()
     masked_structure_loss(logits, target, torch.tensor([[True, False, True]])).backward()
     assert logits.grad[:, 1].abs().sum() == 0
     assert logits.grad[:, 0].abs().sum() > 0 and logits.grad[:, 2].abs().sum() > 0
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match="gt_valid"):
+        clip_loss(_outputs(), torch.ones(1, 2, 1, 2, 2), torch.ones(2, dtype=torch.bool))

@@ -51,3 +51,28 @@ def test_bad_input_is_named():
         pseudo_mask(torch.zeros(2, 4, 4))
     with pytest.raises(ValueError, match="threshold"):
         pseudo_mask(torch.zeros(1, 1, 2, 2), threshold=1.5)
+
+
+def test_predictor_conditions_on_the_shared_rule_never_empty():
+    """A model whose coarse map is weak everywhere (nothing above 0.5): the predictor's first
+    frame is conditioned on the relative-threshold mask (not an empty "no object" prompt), exactly
+    what forward_clip would use, and says it was not confident."""
+    import numpy as np
+
+    from m4sam_ros.model import build_m4sam
+    from m4sam_ros.predictor import StreamingPredictor
+
+    torch.manual_seed(0)
+    model = build_m4sam("m4sam_demo")
+    with torch.no_grad():
+        model.head.body[-1].bias.fill_(-30.0)  # sigmoid(coarse) ~ 0 everywhere
+    p = StreamingPredictor(model, reinit_cut_threshold=-1.0)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    depth = rng.integers(300, 3000, (96, 128), dtype=np.uint16)
+    res = p.step(rgb, depth)
+    assert res.reinitialized and res.pseudo_confident is False
+    assert res.object_score > 0.5  # SAM2 saw a non-empty prompt: "object present"
+    assert p._cond[0]["object_score_logits"].item() > 0
+    assert 0 < (res.memory > 0.5).mean() < 1
+
