@@ -32,6 +32,7 @@ from m4sam_ros.model.build import build_m4sam
 from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
 from m4sam_ros.predictor import StreamingPredictor
 from m4sam_ros.ros import compat
+from m4sam_ros.ros.detections3d import Detection3DArray
 from m4sam_ros.ros.node import ConfigurationError, M4SamNode
 
 H, W = 120, 160
@@ -124,7 +125,8 @@ class Harness:
 
     OUTPUTS = {"mask": Image, "saliency": Image, "overlay": Image, "markers": MarkerArray,
                "object_points": PointCloud2,
-               **({"detections": compat.Detection2DArray} if compat.HAVE_VISION_MSGS else {})}
+               **({"detections": compat.Detection2DArray, "detections_3d": Detection3DArray}
+                  if compat.HAVE_VISION_MSGS else {})}
 
     def __init__(self, context, checkpoint, predictor_factory=None, **params):
         overrides = {"checkpoint": str(checkpoint), "device": "cpu", "autostart": False,

@@ -17,6 +17,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 FIXES: dict[str, str] = {
     "color_unsupported_encoding": "publish colour as rgb8, bgr8, rgba8, bgra8 or mono8",
     "depth_unsupported_encoding": "publish depth as 16UC1 (mm) or 32FC1 (m)",
+    "color_unsupported_format": "publish colour through image_transport's compressed plugin as jpeg or png",
+    "depth_unsupported_format": "publish depth through the compressedDepth plugin (png or rvl), not compressed",
+    "depth_units": "depth values disagree with the encoding: 16UC1 must be millimetres, 32FC1 metres (REP 118)",
     "color_zero_size": "the colour image is empty: check the camera driver",
     "depth_zero_size": "the depth image is empty: check the camera driver",
     "color_bad_step": "colour step is smaller than a row: the driver fills Image.step wrongly",
@@ -26,7 +29,8 @@ FIXES: dict[str, str] = {
     "too_large": "lower the camera resolution or raise max_image_pixels",
     "size_mismatch": "register depth to colour (RealSense: align_depth.enable:=true)",
     "invalid_depth": "no valid depth pixel: check the depth stream (range, exposure, 0 = invalid)",
-    "decode_error": "the image could not be decoded: check encoding and is_bigendian",
+    "decode_error": "the image could not be decoded: check encoding and is_bigendian (compressed: a corrupt "
+                    "JPEG/PNG/RVL payload)",
     "bad_camera_info": "publish depth/camera_info with finite, positive focal lengths (K)",
     "negative_stamp": "stamps must be valid ROS times: fix the driver's clock",
     "sync_error": "an internal pairing error: please report it with the log",
@@ -51,6 +55,11 @@ class Stats:
     rejected: Counter = field(default_factory=Counter)
     reinitialized: int = 0
     stamp_jumps: int = 0
+    paused: int = 0        # pairs skipped while ~/enable is false
+    rate_limited: int = 0  # pairs skipped by the max_rate cap
+    boxes3d_skipped: Counter = field(default_factory=Counter)  # salient components without a 3D box, by reason
+    detections_3d: int = 0  # 3D boxes published (or built) so far
+    last_ids: tuple = ()    # object ids of the newest processed frame
     last_latency_ms: float = float("nan")
     last_age_ms: float = float("nan")
     last_mask_monotonic: float | None = None
@@ -74,11 +83,14 @@ class Window:
 
 
 def verdict(active: bool, state_label: str, pairs: int, processed: int, rejected: Counter,
-            inference_failed: bool) -> tuple[int, str]:
+            inference_failed: bool, enabled: bool = True) -> tuple[int, str]:
     """(level, message) for one period: ``pairs``, ``processed`` and ``rejected`` are this
-    period's increments; ``inference_failed``: the latest pair failed inside the model."""
+    period's increments; ``inference_failed``: the latest pair failed inside the model;
+    ``enabled``: the ~/enable switch (off is a choice, not a fault: OK)."""
     if not active:
         return DiagnosticStatus.OK, f"not processing ({state_label})"
+    if not enabled:
+        return DiagnosticStatus.OK, f"paused by ~/enable ({state_label}); call it with data: true to resume"
     input_rejects = Counter({k: v for k, v in rejected.items() if k not in INFERENCE_REASONS and v > 0})
     errors = sum(rejected.get(k, 0) for k in INFERENCE_REASONS)
     if errors and processed == 0 and inference_failed:
@@ -95,14 +107,15 @@ def verdict(active: bool, state_label: str, pairs: int, processed: int, rejected
 
 
 def build(name: str, hardware_id: str, stats: Stats, prev: Window, now: float, active: bool, state_label: str,
-          extra: dict[str, str], inference_failed: bool, state_bytes: int | None) -> tuple[DiagnosticArray, Window]:
+          extra: dict[str, str], inference_failed: bool, state_bytes: int | None, enabled: bool = True
+          ) -> tuple[DiagnosticArray, Window]:
     """The /diagnostics message for this period, and the window for the next one (stamp unset)."""
     st = stats
     dt = max(now - prev.t, 1e-6)
     rejected_now = Counter(st.rejected)
     period_rej = Counter({k: v - prev.rejected.get(k, 0) for k, v in rejected_now.items()})
     pairs, processed = st.pairs_in - prev.pairs, st.processed - prev.processed
-    level, message = verdict(active, state_label, pairs, processed, period_rej, inference_failed)
+    level, message = verdict(active, state_label, pairs, processed, period_rej, inference_failed, enabled)
     lat, ages = list(st.latencies_ms), list(st.ages_ms)
     color_rate, depth_rate = (st.color_in - prev.color) / dt, (st.depth_in - prev.depth) / dt
     values: dict[str, Any] = {
@@ -124,11 +137,16 @@ def build(name: str, hardware_id: str, stats: Stats, prev: Window, now: float, a
         "frame_age_at_publish_ms_last": st.last_age_ms,
         "frame_age_at_publish_ms_mean": float(np.mean(ages)) if ages else float("nan"),
         "reinitializations": st.reinitialized,
+        "skipped_paused": st.paused,
+        "skipped_rate_limit": st.rate_limited,
+        "detections_3d_total": st.detections_3d,
+        "object_ids": " ".join(str(i) for i in st.last_ids) or "none",
         "stamp_jumps": st.stamp_jumps,
         "rejected_total": sum(rejected_now.values()),
         "rejected_last_period": sum(period_rej.values()),
     }
     values.update({f"rejected_{k}": v for k, v in sorted(rejected_now.items())})
+    values.update({f"boxes3d_skipped_{k}": v for k, v in sorted(st.boxes3d_skipped.items())})
     if state_bytes is not None:
         values["tracker_state_bytes"] = int(state_bytes)
     status = DiagnosticStatus(level=level, name=f"{name}: pipeline", message=message, hardware_id=hardware_id)

@@ -4,8 +4,9 @@ Every message passes a guard before the synchroniser (the real message_filters o
 stand-in): a negative stamp is rejected (rclpy's Time refuses it, message_filters would raise),
 a stamp gone back by more than ``jump_s`` drops the other epoch's queued messages once and tells
 the node (which resets the tracker), and nothing raised in pairing or in the pair callback
-escapes the subscription callback. A new input (compressed images, say) is one more
-``Subscriber`` feeding a guard.
+escapes the subscription callback. Each input is an Image or a CompressedImage topic
+(``transport.StreamChoice``); pairing only reads headers, so both go through the same guard and
+synchroniser, and the worker decompresses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from sensor_msgs.msg import CameraInfo, Image
 
 from m4sam_ros.ros import compat, qos
+from m4sam_ros.ros.transport import StreamChoice
 from m4sam_ros.sync import Jump, JumpDetector, drop_stale
 
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = "color/image_raw", "depth/image_raw", "depth/camera_info"
@@ -51,15 +53,18 @@ class RgbdInput:
     def __init__(self, node: Any, *, reliability: qos.QosChoice, qos_depth: int, queue_size: int, slop: float,
                  jump_s: float, use_camera_info: bool, on_pair: Callable[[Any, Any], None],
                  on_reject: Callable[[str, str], None], on_jump: Callable[[Jump], None],
-                 on_message: Callable[[str], None]) -> None:
+                 on_message: Callable[[str], None], streams: dict[str, StreamChoice] | None = None) -> None:
         self.node, self.choice = node, reliability
+        self.streams = streams or {}
+        color_type, color_topic = self._stream("color", COLOR_TOPIC)
+        depth_type, depth_topic = self._stream("depth", DEPTH_TOPIC)
         self.on_pair, self.on_reject, self.on_jump, self.on_message = on_pair, on_reject, on_jump, on_message
         self.camera_info: CameraInfo | None = None
         self.jumps = JumpDetector(2, jump_s)
         self._jump_lock = threading.Lock()
         profile = qos.profile(reliability, qos_depth)
-        self._filters = [compat.Subscriber(node, Image, COLOR_TOPIC, qos_profile=profile),
-                         compat.Subscriber(node, Image, DEPTH_TOPIC, qos_profile=profile)]
+        self._filters = [compat.Subscriber(node, color_type, color_topic, qos_profile=profile),
+                         compat.Subscriber(node, depth_type, depth_topic, qos_profile=profile)]
         self._guards = [_Guard(self, 0), _Guard(self, 1)]
         for f, g in zip(self._filters, self._guards, strict=True):
             f.registerCallback(self._safe_add, g)
@@ -71,6 +76,10 @@ class RgbdInput:
         self.subscriptions = [f.sub for f in self._filters]
         if use_camera_info:
             self.subscriptions.append(node.create_subscription(CameraInfo, INFO_TOPIC, self._info, profile))
+
+    def _stream(self, side: str, default_topic: str) -> tuple[Any, str]:
+        choice = self.streams.get(side)
+        return (Image, default_topic) if choice is None else (choice.msg_type, choice.topic)
 
     # ------------------------------------------------------------------------------- callbacks
     def _safe_add(self, msg: Any, guard: _Guard) -> None:

@@ -1,8 +1,9 @@
-"""The ``m4sam`` lifecycle node: synchronised RGB-D in; mask, saliency, overlay, detections,
-3D markers, object points and diagnostics out.
+"""The ``m4sam`` lifecycle node: synchronised RGB-D in (raw or compressed); mask, saliency,
+overlay, 2D and 3D detections with stable ids, 3D markers, object points and diagnostics out.
 
 A thin shell over ``ros/pipeline.py`` (decode, result -> messages, shared with ``m4sam-bag``):
-``inputs.RgbdInput`` pairs colour and depth (QoS from ``qos``), ``worker.NewestWorker`` runs the
+``inputs.RgbdInput`` pairs colour and depth (QoS from ``qos``, Image or CompressedImage from
+``transport``), ``control`` applies ``~/enable`` and ``max_rate``, ``worker.NewestWorker`` runs the
 predictor on the newest pair only, ``diagnostics`` says how it goes, ``params`` declares every
 parameter and ``model_loader`` builds the model. Bad input is counted by reason and skipped,
 never raised. The model lives from configure to cleanup; deactivate only pauses.
@@ -23,10 +24,20 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, PointCloud2
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
-from m4sam_ros.ros import compat, diagnostics, inputs, model_loader, pipeline, qos
+from m4sam_ros.ros import (
+    compat,
+    control,
+    detections3d,
+    diagnostics,
+    inputs,
+    model_loader,
+    pipeline,
+    qos,
+    transport,
+)
 from m4sam_ros.ros.diagnostics import Stats
 from m4sam_ros.ros.params import (
     PARAMS,
@@ -38,6 +49,7 @@ from m4sam_ros.ros.params import (
 )
 from m4sam_ros.ros.worker import NewestWorker
 from m4sam_ros.sync import Jump
+from m4sam_ros.tracking import OverlapTracker
 
 NODE_NAME = "m4sam"
 
@@ -49,7 +61,11 @@ OUTPUTS: dict[str, tuple[str, Any, str]] = {
     "markers": ("~/markers", MarkerArray, "publish_markers"),
     "points": ("~/object_points", PointCloud2, "publish_points"),
     "detections": ("~/detections", compat.Detection2DArray, "publish_detections"),
+    "detections_3d": ("~/detections_3d", detections3d.Detection3DArray if compat.HAVE_VISION_MSGS else None,
+                      "publish_detections_3d"),
 }
+#: the camera inputs by side (relative names; remap them like any topic)
+INPUT_BASES = {"color": inputs.COLOR_TOPIC, "depth": inputs.DEPTH_TOPIC}
 
 
 class M4SamNode(LifecycleNode):
@@ -70,12 +86,16 @@ class M4SamNode(LifecycleNode):
         self.stats = Stats()
         self.input: inputs.RgbdInput | None = None
         self.qos_choice: qos.QosChoice | None = None
+        self.streams: dict[str, transport.StreamChoice] | None = None
+        self.control = control.Control()
+        self.tracker = OverlapTracker()  # one per node life: ids are never reused, even across cleanup
         self.worker = NewestWorker(self._process_pair, self._worker_error, self._on_take)
         self.shutdown_requested = threading.Event()
         self._newest_pair_ns: int | None = None
         self._inference_failed = False
         self._pubs: dict[str, Any] = {}
         self._reset_srv: Any = None
+        self._enable_srv: Any = None
         self._qos_timer: Any = None
         self._last_warn: dict[str, float] = {}
         self._said_once: set[str] = set()
@@ -149,9 +169,10 @@ class M4SamNode(LifecycleNode):
         self._pubs = {key: self.create_lifecycle_publisher(msg_type, topic, 10)
                       for key, (topic, msg_type, _) in OUTPUTS.items() if msg_type is not None}
         if "detections" not in self._pubs:
-            self.get_logger().info("vision_msgs is not importable: ~/detections is not published "
-                                   "(install ros-$ROS_DISTRO-vision-msgs to get it)")
+            self.get_logger().info("vision_msgs is not importable: ~/detections and ~/detections_3d are not "
+                                   "published (install ros-$ROS_DISTRO-vision-msgs to get them)")
         self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
+        self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -164,8 +185,8 @@ class M4SamNode(LifecycleNode):
                 self.get_logger().error(f"activate failed building the model: {exc}")
                 return TransitionCallbackReturn.FAILURE
         self._subscribe()
-        if self.p("qos_reliability") == "auto":
-            self._qos_timer = self.create_timer(1.0, self._recheck_qos)
+        if self.p("qos_reliability") == "auto" or self.p("input_transport") == "auto":
+            self._qos_timer = self.create_timer(1.0, self._recheck_inputs)
         self.worker.start()
         return super().on_activate(state)
 
@@ -190,23 +211,37 @@ class M4SamNode(LifecycleNode):
         return super().on_shutdown(state)
 
     # ------------------------------------------------------------------------------- input
+    def _input_topics(self) -> list[str]:
+        return [c.topic for c in self.streams.values()] if self.streams else list(INPUT_BASES.values())
+
     def _subscribe(self) -> None:
+        self.streams = transport.choose_for_node(self, str(self.p("input_transport")), INPUT_BASES)
         setting = str(self.p("qos_reliability"))
-        topics = (inputs.COLOR_TOPIC, inputs.DEPTH_TOPIC)
+        topics = self._input_topics()
         self.qos_choice = qos.choose(setting, qos.publisher_profiles(self, topics) if setting == "auto" else [])
         self.input = inputs.RgbdInput(
             self, reliability=self.qos_choice, qos_depth=int(self.p("qos_depth")),
             queue_size=int(self.p("sync_queue_size")), slop=float(self.p("sync_slop")),
             jump_s=float(self.p("sync_jump_reset")), use_camera_info=bool(self.p("use_camera_info")),
-            on_pair=self._on_pair, on_reject=self._reject, on_jump=self._on_jump, on_message=self._count_input)
-        self.get_logger().info(f"input QoS: {self.qos_choice.describe()}")
+            on_pair=self._on_pair, on_reject=self._reject, on_jump=self._on_jump, on_message=self._count_input,
+            streams=self.streams)
+        self.get_logger().info(f"input QoS: {self.qos_choice.describe()}; inputs: "
+                               + ", ".join(c.describe() for c in self.streams.values()))
 
-    def _recheck_qos(self) -> None:
-        """While on auto: subscribe again when the publishers' reliability calls for another choice."""
+    def _recheck_inputs(self) -> None:
+        """While on auto: subscribe again when the published topic types (input_transport) or the
+        publishers' reliability (qos_reliability) call for another choice."""
         current = self.input
-        if current is None:
+        if current is None or self.streams is None:
             return
-        found = qos.publisher_profiles(self, (inputs.COLOR_TOPIC, inputs.DEPTH_TOPIC))
+        if self.p("input_transport") == "auto" and transport.differs(
+                self.streams, transport.choose_for_node(self, "auto", INPUT_BASES)):
+            current.destroy()
+            self._subscribe()
+            return
+        if self.p("qos_reliability") != "auto":
+            return
+        found = qos.publisher_profiles(self, self._input_topics())
         choice = qos.choose("auto", found)
         if found and choice.reliability != current.choice.reliability:
             current.destroy()
@@ -227,9 +262,10 @@ class M4SamNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
-        if self._reset_srv is not None:
-            self.destroy_service(self._reset_srv)
-            self._reset_srv = None
+        for srv in (self._reset_srv, self._enable_srv):
+            if srv is not None:
+                self.destroy_service(srv)
+        self._reset_srv = self._enable_srv = None
 
     @property
     def _camera_info(self) -> Any:
@@ -249,6 +285,10 @@ class M4SamNode(LifecycleNode):
         """Sync callback: hand the newest pair over; a replaced one counts as dropped."""
         self.stats.pairs_in += 1
         self._newest_pair_ns = compat.stamp_to_ns(color.header.stamp)
+        skip = self.control.admit(time.monotonic(), float(self.p("max_rate")))
+        if skip is not None:  # paused or over max_rate: skipped before any decoding
+            setattr(self.stats, skip, getattr(self.stats, skip) + 1)
+            return
         if self.worker.offer((color, depth)):
             self.stats.dropped += 1
 
@@ -273,6 +313,19 @@ class M4SamNode(LifecycleNode):
         response.message = "memory will be cleared before the next pair"
         return response
 
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        """Pause (data: false) or resume (data: true) processing; the model stays loaded. On resume
+        the tracker re-initialises (the scene may have changed while paused): new object ids."""
+        changed = self.control.set_enabled(bool(request.data))
+        if request.data and changed:
+            self.worker.request_reset()
+        state = self._state_machine.current_state[1]
+        response.success = True
+        response.message = (f"processing {'enabled' if request.data else 'paused'}"
+                            f"{'' if changed else ' (already)'}; node {state}, {self.model_state().split(', ')[1]}")
+        self.get_logger().info(response.message)
+        return response
+
     # ---------------------------------------------------------------------------- worker
     def _process_pair(self, item: tuple[Image, Image], reset: bool) -> None:
         predictor = self.predictor
@@ -280,6 +333,7 @@ class M4SamNode(LifecycleNode):
             return
         color, depth = item
         try:
+            color, depth = pipeline.decompress_pair(color, depth)
             rgb, d = pipeline.decode_pair(color, depth, self._bridge, int(self.p("max_image_pixels")))
         except pipeline.RejectedInput as exc:
             self._reject(exc.reason, exc.detail)
@@ -302,7 +356,7 @@ class M4SamNode(LifecycleNode):
         if getattr(result, "reinitialized", False):
             self.stats.reinitialized += 1
         try:
-            self._publish(result, rgb, d, color.header)
+            self._publish(result, rgb, d, str(depth.encoding), color.header)
         except Exception as exc:  # noqa: BLE001
             if self.worker.stopping or not self.context.ok():
                 return  # shutting down: the publishers are going away, nothing is wrong
@@ -335,23 +389,29 @@ class M4SamNode(LifecycleNode):
         except Exception:  # noqa: BLE001 - logging during shutdown must not raise
             pass
 
-    def _publish(self, result: Any, rgb: Any, depth: Any, header: Any) -> None:
+    def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any) -> None:
         """Converts the result to every enabled output (shared with m4sam-bag), all with the colour
-        image's header, and publishes them."""
+        image's header and the tracker's ids, and publishes them."""
         wanted = [key for key, pub in self._pubs.items()
                   if bool(self.p(OUTPUTS[key][2])) and pub.get_subscription_count() > 0]
         info = self._camera_info
-        if info is None and ("markers" in wanted or "points" in wanted) and "no_camera_info" not in self._said_once:
+        if info is None and {"markers", "points", "detections_3d"} & set(wanted) and "no_camera_info" not in self._said_once:
             self._said_once.add("no_camera_info")
-            self.get_logger().info("no depth/camera_info received yet: ~/markers and ~/object_points wait for it")
+            self.get_logger().info("no depth/camera_info received yet: ~/markers, ~/detections_3d and "
+                                   "~/object_points wait for it")
         settings = pipeline.OutputSettings(
             overlay_alpha=float(self.p("overlay_alpha")), depth_scale=float(self.p("depth_scale")),
             max_depth=float(self.p("max_depth")), points_stride=int(self.p("points_stride")),
             marker_min_points=int(self.p("marker_min_points")), marker_lifetime=float(self.p("marker_lifetime")))
-        outputs, problem = pipeline.result_messages(result, rgb, depth, header, info, settings, wanted)
-        for key, msg in outputs.items():
+        frame = pipeline.frame_outputs(result, rgb, depth, depth_encoding, header, info, settings, wanted,
+                                       self.tracker)
+        for key, msg in frame.messages.items():
             self._pubs[key].publish(msg)
-        if problem is not None:
+        self.stats.last_ids = tuple(frame.ids)
+        self.stats.boxes3d_skipped.update(frame.skipped)
+        if "detections_3d" in frame.messages:
+            self.stats.detections_3d += len(frame.messages["detections_3d"].detections)
+        for problem in frame.problems:
             self._reject(problem.reason, problem.detail)
 
     # ------------------------------------------------------------------------- diagnostics
@@ -369,10 +429,14 @@ class M4SamNode(LifecycleNode):
                 pass
         active = self._state_machine.current_state[1] == "active"
         extra = {"model_state": self.model_state(), "device": self.device_used,
-                 "input_qos": self.qos_choice.describe() if self.qos_choice is not None else "not subscribed"}
+                 "input_qos": self.qos_choice.describe() if self.qos_choice is not None else "not subscribed",
+                 "input_transport": "; ".join(f"{s}: {c.describe()}" for s, c in self.streams.items())
+                 if self.streams and self.input is not None else "not subscribed",
+                 "enabled": str(self.control.enabled).lower(),
+                 "max_rate_hz": f"{float(self.p('max_rate')):.3f}" + (" (no cap)" if self.p("max_rate") <= 0 else "")}
         msg, self._diag_window = diagnostics.build(
             self.get_name(), self.device_used, self.stats, self._diag_window, time.monotonic(), active,
-            self.model_state(), extra, self._inference_failed, state_bytes)
+            self.model_state(), extra, self._inference_failed, state_bytes, enabled=self.control.enabled)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
 

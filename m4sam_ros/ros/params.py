@@ -55,6 +55,11 @@ PARAMS: dict[str, ParamSpec] = {
                                  "when they all offer it, best_effort when one is best-effort; checked "
                                  "again when publishers appear). best_effort or reliable: force it.", True,
                                  choices=("auto", "best_effort", "reliable")),
+    "input_transport": ParamSpec("auto", "Image or CompressedImage inputs. auto: per input, the topic "
+                                 "that is published (color/image_raw as Image, else color/image_raw/compressed; "
+                                 "depth/image_raw, else depth/image_raw/compressedDepth); checked again while "
+                                 "nothing publishes. raw or compressed: force it.", True,
+                                 choices=("auto", "raw", "compressed")),
     "qos_depth": ParamSpec(5, "Input QoS history depth.", True, (1, 100, 1)),
     "sync_queue_size": ParamSpec(10, "ApproximateTimeSynchronizer queue size per input.", True, (1, 100, 1)),
     "sync_slop": ParamSpec(0.02, "ApproximateTimeSynchronizer slop in seconds (max colour/depth stamp "
@@ -68,12 +73,17 @@ PARAMS: dict[str, ParamSpec] = {
     "use_camera_info": ParamSpec(True, "Subscribe to depth/camera_info (needed for markers and points).", True),
     "diagnostics_period": ParamSpec(1.0, "Seconds between /diagnostics messages.", True, (0.1, 60.0)),
     # runtime: thresholds and switches
+    "max_rate": ParamSpec(0.0, "Most pairs processed per second (0 = as fast as pairs come); the rest "
+                          "are skipped before decoding. Pause/resume with the ~/enable service.", False,
+                          (0.0, 1000.0)),
     "mask_threshold": ParamSpec(0.5, "Saliency above which a pixel is in the mask.", False, (0.0, 1.0)),
     "publish_mask": ParamSpec(True, "Publish ~/mask (mono8 0/255)."),
     "publish_saliency": ParamSpec(True, "Publish ~/saliency (32FC1 in [0,1])."),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rgb8 tint + boxes)."),
     "publish_detections": ParamSpec(True, "Publish ~/detections (vision_msgs/Detection2DArray)."),
-    "publish_markers": ParamSpec(True, "Publish ~/markers (3D boxes; needs camera_info)."),
+    "publish_detections_3d": ParamSpec(True, "Publish ~/detections_3d (vision_msgs/Detection3DArray; "
+                                       "needs camera_info)."),
+    "publish_markers": ParamSpec(True, "Publish ~/markers (3D boxes with id labels; needs camera_info)."),
     "publish_points": ParamSpec(False, "Publish ~/object_points (PointCloud2 of the salient pixels)."),
     "overlay_alpha": ParamSpec(0.45, "Opacity of the mask tint in ~/overlay.", False, (0.0, 1.0)),
     "depth_scale": ParamSpec(0.001, "Metres per unit of 16UC1/mono16 depth (RealSense: 0.001).",

@@ -8,17 +8,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from m4sam_ros import geometry
+from m4sam_ros.compressed import CompressedImageError, decompress
 from m4sam_ros.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, to_rgb
-from m4sam_ros.ros import compat, messages
+from m4sam_ros.ros import compat, detections3d, messages
 
 ALL_OUTPUTS = ("mask", "saliency", "overlay", "detections", "markers", "points")
+#: outputs that carry the tracker's object ids (built by ros/detections3d.py)
+LABELLED_OUTPUTS = ("detections", "detections_3d", "markers")
 
 #: Default largest image (width x height) decoded: 4096 x 2304 fits every 4K format.
 MAX_IMAGE_PIXELS = 4096 * 2304
@@ -42,6 +46,28 @@ class OutputSettings:
     points_stride: int = 2
     marker_min_points: int = 20
     marker_lifetime: float = 0.5
+
+
+def is_compressed(msg: Any) -> bool:
+    """A sensor_msgs/CompressedImage (rclpy's or rosbags'): it has ``format``, an Image has not."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def decompress_pair(color: Any, depth: Any) -> tuple[Any, Any]:
+    """Compressed inputs (image_transport's ``compressed`` colour, ``compressedDepth`` depth) as the
+    raw Images ``decode_pair`` takes (same header); raw ones pass through. A message that cannot
+    be decoded raises RejectedInput with the raw path's reason keys (``color_unsupported_encoding``,
+    ``depth_zero_size``, ``decode_error``, ...) plus ``<side>_unsupported_format``."""
+    out = []
+    for side, msg in (("color", color), ("depth", depth)):
+        if not is_compressed(msg):
+            out.append(msg)
+            continue
+        try:
+            out.append(decompress(msg, side, messages.rclpy_image))
+        except CompressedImageError as exc:
+            raise RejectedInput(exc.reason, exc.detail) from exc
+    return out[0], out[1]
 
 
 def decode_pair(color: Any, depth: Any, bridge: Any, max_pixels: int = MAX_IMAGE_PIXELS
@@ -119,3 +145,35 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
         pts = geometry.backproject(result.mask, depth_m, intr, settings.points_stride, settings.max_depth)
         out["points"] = messages.points_msg(pts, header)
     return out, None
+
+
+@dataclass
+class FrameOutputs:
+    """Every message of one processed frame, plus what went wrong on the way."""
+
+    messages: dict[str, Any]
+    ids: list[int]
+    problems: list[RejectedInput] = field(default_factory=list)  # outputs left out this frame, and why
+    skipped: Counter = field(default_factory=Counter)            # 3D boxes left out, by reason
+
+
+def frame_outputs(result: Any, rgb: np.ndarray, depth: np.ndarray, depth_encoding: str, header: Any,
+                  camera_info: Any | None, settings: OutputSettings, wanted: Collection[str], tracker: Any
+                  ) -> FrameOutputs:
+    """``result_messages`` for the plain outputs, ``detections3d.labelled_outputs`` for the ones
+    with object ids (``detections``, ``detections_3d``, ``markers``: one id per salient component,
+    the same in all three). The tracker is updated on every frame, wanted or not, so ids stay stable
+    while nobody listens and are right when somebody starts to."""
+    plain = [k for k in wanted if k not in LABELLED_OUTPUTS]
+    labelled = [k for k in LABELLED_OUTPUTS if k in wanted]
+    out, problem = result_messages(result, rgb, depth, header, camera_info, settings, plain)
+    lab = detections3d.labelled_outputs(result, depth, depth_encoding, header, camera_info, tracker, labelled,
+                                        max_depth=settings.max_depth, min_points=settings.marker_min_points,
+                                        stride=settings.points_stride, marker_lifetime=settings.marker_lifetime)
+    out.update(lab.messages)
+    frame = FrameOutputs(out, list(lab.ids), skipped=Counter(lab.skipped))
+    if problem is not None:
+        frame.problems.append(problem)
+    if lab.problem is not None and (problem is None or problem.reason != lab.problem.reason):
+        frame.problems.append(RejectedInput(lab.problem.reason, lab.problem.detail))
+    return frame

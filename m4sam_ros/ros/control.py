@@ -1,0 +1,65 @@
+"""Run-time control of processing: the ``~/enable`` switch and the ``max_rate`` cap.
+
+Both act where a pair is handed to the worker, so a paused or throttled pair costs nothing (no
+decoding, no inference) and the model stays loaded. The cap keeps a schedule (next slot = previous
+slot + period) instead of "period since the last one", so 30 Hz input capped at 10 Hz gives 10 Hz,
+not the 7.5 Hz that arrival jitter would leave; a gap longer than a period restarts the schedule
+(no burst of catch-up pairs after a stall).
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class RateGate:
+    """Admits at most ``max_rate`` items per second (0 or less: every item)."""
+
+    def __init__(self) -> None:
+        self._next: float | None = None
+        self._lock = threading.Lock()
+
+    def admit(self, now: float, max_rate: float) -> bool:
+        """Whether an item arriving at monotonic time ``now`` may pass."""
+        if max_rate <= 0:
+            self._next = None
+            return True
+        period = 1.0 / max_rate
+        with self._lock:
+            if self._next is not None and now < self._next:
+                return False
+            slot = self._next if self._next is not None and now - self._next < period else now
+            self._next = slot + period
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._next = None
+
+
+class Control:
+    """Whether processing is enabled (``~/enable``) and the rate gate, shared by callbacks."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.gate = RateGate()
+
+    def set_enabled(self, enabled: bool) -> bool:
+        """Sets the switch; True when it changed."""
+        changed = bool(enabled) != self.enabled
+        self.enabled = bool(enabled)
+        if changed:
+            self.gate.reset()
+        return changed
+
+    def admit(self, now: float, max_rate: float) -> str | None:
+        """None when a pair may go to the worker, else the counter it is skipped under
+        (``paused`` or ``rate_limited``)."""
+        if not self.enabled:
+            return "paused"
+        if not self.gate.admit(now, max_rate):
+            return "rate_limited"
+        return None
+
+
+__all__ = ["Control", "RateGate"]
