@@ -18,9 +18,17 @@ from m4sam_ros.predictor import StreamingPredictor
 FRAMES = 5
 
 
-def _predictor() -> object:
-    torch.manual_seed(0)
-    return StreamingPredictor.from_config("m4sam_demo", device="cpu")
+_SHARED: list[StreamingPredictor] = []
+
+
+def _predictor() -> StreamingPredictor:
+    """The demo config with seeded random weights, built once and reset before each use (a reset
+    predictor starts afresh, so this equals building a new one)."""
+    if not _SHARED:
+        torch.manual_seed(0)
+        _SHARED.append(StreamingPredictor.from_config("m4sam_demo", device="cpu"))
+    _SHARED[0].reset()
+    return _SHARED[0]
 
 
 @pytest.fixture(scope="module")
