@@ -23,7 +23,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -128,15 +128,21 @@ class Harness:
                **({"detections": compat.Detection2DArray, "detections_3d": Detection3DArray}
                   if compat.HAVE_VISION_MSGS else {})}
 
-    def __init__(self, context, checkpoint, predictor_factory=None, **params):
+    def __init__(self, context, checkpoint, predictor_factory=None, compressed=False, **params):
+        """``compressed``: publish colour and depth as image_transport's compressed topics
+        (CompressedImage on color/image_raw/compressed and depth/image_raw/compressedDepth)."""
         overrides = {"checkpoint": str(checkpoint), "device": "cpu", "autostart": False,
                      "diagnostics_period": 0.2, "warn_throttle": 0.0, **params}
         self.node = M4SamNode(context=context, predictor_factory=predictor_factory,
                               parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         self.test = rclpy.create_node("m4sam_test_io", context=context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_color = self.test.create_publisher(Image, "color/image_raw", qos)
-        self.pub_depth = self.test.create_publisher(Image, "depth/image_raw", qos)
+        if compressed:
+            self.pub_color = self.test.create_publisher(CompressedImage, "color/image_raw/compressed", qos)
+            self.pub_depth = self.test.create_publisher(CompressedImage, "depth/image_raw/compressedDepth", qos)
+        else:
+            self.pub_color = self.test.create_publisher(Image, "color/image_raw", qos)
+            self.pub_depth = self.test.create_publisher(Image, "depth/image_raw", qos)
         self.pub_info = self.test.create_publisher(CameraInfo, "depth/camera_info", qos)
         self.got = {k: [] for k in [*self.OUTPUTS, "diagnostics"]}
         self.cond = threading.Condition()

@@ -3,13 +3,17 @@
 Both act where a pair is handed to the worker, so a paused or throttled pair costs nothing (no
 decoding, no inference) and the model stays loaded. The cap keeps a schedule (next slot = previous
 slot + period) instead of "period since the last one", so 30 Hz input capped at 10 Hz gives 10 Hz,
-not the 7.5 Hz that arrival jitter would leave; a gap longer than a period restarts the schedule
-(no burst of catch-up pairs after a stall).
+not the 7.5 Hz that arrival jitter would leave; an item late by half a period or more restarts the
+schedule (no burst of catch-up pairs after a stall).
 """
 
 from __future__ import annotations
 
 import threading
+
+#: an item this share of a period early still takes its slot (camera stamps and delivery jitter by
+#: a few ms; without it, 30 Hz capped at 10 Hz would alternate 67 ms and 133 ms gaps)
+JITTER = 0.25
 
 
 class RateGate:
@@ -26,9 +30,9 @@ class RateGate:
             return True
         period = 1.0 / max_rate
         with self._lock:
-            if self._next is not None and now < self._next:
+            if self._next is not None and now < self._next - JITTER * period:
                 return False
-            slot = self._next if self._next is not None and now - self._next < period else now
+            slot = self._next if self._next is not None and now - self._next < period / 2 else now
             self._next = slot + period
             return True
 
