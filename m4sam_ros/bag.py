@@ -90,7 +90,8 @@ class BagSummary:
                 f"unpaired depth {self.unpaired_depth}, rejected {rej}, re-initialisations "
                 f"{self.reinitializations}, 3D boxes left out {skipped}; {self.seconds:.1f} s, "
                 f"{self.frames_per_second:.2f} frames/s\n"
-                f"wrote {self.output}")
+                + "".join(f"removed staging of an interrupted run: {p}\n" for p in self.stale_removed)
+                + f"wrote {self.output}")
 
 
 def _open_reader(path: Path) -> Any:
