@@ -69,6 +69,8 @@ def parse_format(fmt: str) -> CompressedFormat:
         codec = head.strip().lower()
         if codec in ("jpeg", "jpg", "png"):
             return CompressedFormat(None, "jpeg" if codec == "jpg" else codec, False, True)
+        if head.strip() in ("16UC1", "32FC1"):  # the first compressedDepth wrote the encoding alone (png)
+            return CompressedFormat(head.strip(), "png", True, False)
         raise CompressedImageError("unsupported_format", f"format {fmt!r} names no known compression; "
                                    "expected e.g. 'rgb8; jpeg compressed bgr8' or '16UC1; compressedDepth png'")
     encoding = head.strip()

@@ -281,6 +281,10 @@ def test_mono_and_old_format_strings() -> None:
     old = CompressedImage(format="jpeg", data=ref_compressed_color(_rgb(), "rgb8", "jpeg").data)
     assert np.abs(cz.decode_color(old).astype(int) - _rgb().astype(int)).mean() < 3.0
     assert cz.parse_format("16UC1; compressedDepth").codec == "png"
+    old_depth = ref_compressed_depth(_depth_mm(), "16UC1", "png")
+    old_depth.format = "16UC1"  # the first compressedDepth publishers wrote the encoding alone
+    np.testing.assert_array_equal(cz.decode_depth(old_depth)[0], cz.decode_depth(
+        ref_compressed_depth(_depth_mm(), "16UC1", "png"))[0])
 
 
 def test_decompress_builds_the_raw_image_with_the_same_header() -> None:
