@@ -213,14 +213,43 @@ def run_pytest(copy: Path, args: list[str], timeout: float, stop_first: bool = T
     return proc.returncode, time.perf_counter() - t0, proc.stdout + proc.stderr
 
 
-def selections(mutants: list[Mutant]) -> list[str]:
-    """The test files of every mutant, whole (pytest's -k is global, so the baseline runs a superset)."""
-    return sorted({m.tests[0].split("::")[0] for m in mutants})
+def selections(mutants: list[Mutant]) -> list[list[str]]:
+    """The baseline runs: per test file, the union of the mutants' selections in that file (the
+    whole file, the named tests, or the -k expressions joined with "or")."""
+    whole: set[str] = set()
+    ids: dict[str, set[str]] = {}
+    exprs: dict[str, set[str]] = {}
+    for m in mutants:
+        if len(m.tests) == 3 and m.tests[1] == "-k":
+            exprs.setdefault(m.tests[0], set()).add(m.tests[2])
+        elif len(m.tests) == 1 and "::" in m.tests[0]:
+            ids.setdefault(m.tests[0].split("::")[0], set()).add(m.tests[0])
+        elif len(m.tests) == 1:
+            whole.add(m.tests[0])
+        else:
+            raise ValueError(f"{m.name}: tests must be (file,), (file::test,) or (file, '-k', expr)")
+    runs = [[f] for f in sorted(whole)]
+    for f in sorted(set(ids) | set(exprs)):
+        if f in whole:
+            continue
+        if f in exprs:
+            names = [i.split("::", 1)[1] for i in ids.get(f, ())]
+            expr = " or ".join(f"({e})" for e in sorted(exprs[f]) + sorted(names))
+            runs.append([f, "-k", expr])
+        else:
+            runs.append(sorted(ids[f]))
+    return runs
 
 
 def summary_line(output: str) -> str:
+    """pytest's last line, plus the first failed test and its first error line (what caught it)."""
     lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-    return lines[-1][:160] if lines else ""
+    if not lines:
+        return ""
+    failed = next((ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))), "")
+    error = next((ln.strip() for ln in lines if ln.startswith("E ")), "")
+    parts = [lines[-1][:100], failed[:160], error[:160]]
+    return " | ".join(p for p in parts if p)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,14 +289,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         runnable = [m for m in mutants if stale[m.name] is None]
         if runnable and not args.no_baseline:
-            base_args = selections(runnable)
-            print(f"baseline (unmodified copy): pytest {' '.join(base_args)}", flush=True)
-            rc, secs, out = run_pytest(copy, base_args, timeout=args.timeout * 3, stop_first=False)
-            print(f"  rc {rc}, {secs:.0f} s: {summary_line(out)}", flush=True)
-            if rc != 0:
-                print(out[-6000:], file=sys.stderr)
-                print("the unmodified code fails these tests: fix that first", file=sys.stderr)
-                return 2
+            for base_args in selections(runnable):
+                print(f"baseline (unmodified copy): pytest {' '.join(base_args)}", flush=True)
+                rc, secs, out = run_pytest(copy, base_args, timeout=args.timeout * 3, stop_first=False)
+                print(f"  rc {rc}, {secs:.0f} s: {summary_line(out)}", flush=True)
+                if rc != 0:
+                    print(out[-6000:], file=sys.stderr)
+                    print("the unmodified code fails these tests: fix that first", file=sys.stderr)
+                    return 2
         for m in mutants:
             row = {"name": m.name, "owner": m.owner, "path": m.path, "why": m.why, "tests": " ".join(m.tests)}
             if stale[m.name] is not None:
