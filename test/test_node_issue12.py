@@ -177,7 +177,12 @@ def test_enable_pauses_keeps_the_model_and_resumes_with_new_ids(make):
 
     res = call(h, client, SetBool.Request(data=True))
     assert res.success and "enabled" in res.message
-    send_raw(h, 6)
+    rgb, depth = scene(6)  # a bad pair first: the re-initialisation is owed to the next good one
+    bad = depth_msg(depth, "16UC1", header(T0 + 6 * FRAME_NS))
+    bad.data = bytes(bad.data)[:-10]
+    h.send(color_msg(rgb, "rgb8", header(T0 + 6 * FRAME_NS)), bad)
+    h.wait_for(lambda: h.node.stats.rejected["depth_bad_data_length"] == 1, "the bad pair")
+    send_raw(h, 7)
     h.wait_for(lambda: len(h.got["mask"]) >= 3, "mask after resuming")
     assert h.node.stats.reinitialized == reinit + 1  # resumed with a fresh tracker
     n = len(h.got["diagnostics"])

@@ -336,14 +336,17 @@ class M4SamNode(LifecycleNode):
             color, depth = pipeline.decompress_pair(color, depth)
             rgb, d = pipeline.decode_pair(color, depth, self._bridge, int(self.p("max_image_pixels")))
         except pipeline.RejectedInput as exc:
+            if reset:
+                self.worker.request_reset()  # the reset is owed to the next good pair
             self._reject(exc.reason, exc.detail)
             return
         self.stats.valid_depth_fraction = pipeline.valid_depth_fraction(d)
         stamp_ns = compat.stamp_to_ns(color.header.stamp)
         t0 = time.perf_counter()
         try:
-            if reset:
+            if reset:  # ~/reset, a stamp jump, a resume: the tracker's ids end with the predictor's memory
                 predictor.reset()
+                self.tracker.reset()
             result = predictor.step(rgb, d, stamp=stamp_ns * 1e-9)
         except Exception as exc:  # noqa: BLE001 - a model error is counted, never kills the node
             if self.worker.stopping:
