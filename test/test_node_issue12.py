@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import SetBool, Trigger
 from test_compressed import ref_compressed_color, ref_compressed_depth
 from test_node import FRAME_NS, T0, Harness, camera_info, color_msg, depth_msg, frame, header
@@ -297,6 +300,31 @@ def test_compressed_inputs_give_the_raw_masks(make, color_codec, depth_enc, dept
     _, _, cm, dm = compressed_pair(n + 2, color_codec, depth_enc, depth_codec, hc)
     h.send(cm, dm)
     h.wait_for(lambda: len(h.got["mask"]) >= n + 1, "mask after the bad ones")
+
+
+def test_auto_transport_follows_publishers_that_come_later(make):
+    """The rosbag case: the node starts first, `ros2 bag play` of a compressed-only bag later."""
+    h = make(compressed=True)
+    for pub in (h.pub_color, h.pub_depth):
+        h.test.destroy_publisher(pub)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert not any(c.compressed or c.found for c in h.node.streams.values())  # raw guessed, checked again
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    h.pub_color = h.test.create_publisher(CompressedImage, "color/image_raw/compressed", qos)
+    h.pub_depth = h.test.create_publisher(CompressedImage, "depth/image_raw/compressedDepth", qos)
+    h.wait_for(lambda: h.pub_color.get_subscription_count() >= 1 and h.pub_depth.get_subscription_count() >= 1,
+               "the node subscribing to the compressed topics")
+    assert all(c.compressed and c.found for c in h.node.streams.values())
+    assert h.node.qos_choice.reliability == "reliable"  # and the QoS matched the new publishers
+    hc = header(T0)
+    _, _, cm, dm = compressed_pair(0, "png", "16UC1", "png", hc)
+    h.send(cm, dm)
+    h.wait_for(lambda: len(h.got["mask"]) >= 1, "a mask from the compressed topics")
+    n = len(h.got["diagnostics"])
+    h.wait_for(lambda: len(h.got["diagnostics"]) > n, "diagnostics")
+    _, values = diag_values(h)
+    assert "color/image_raw/compressed (CompressedImage" in values["input_transport"]
 
 
 def _decoded_depth(dm):
