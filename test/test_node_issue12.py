@@ -20,14 +20,14 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 from test_compressed import ref_compressed_color, ref_compressed_depth
 from test_node import FRAME_NS, T0, Harness, camera_info, color_msg, depth_msg, frame, header
 from visualization_msgs.msg import Marker
 
 from m4sam_ros.predictor import StreamingPredictor
-from m4sam_ros.ros import compat, control, transport
+from m4sam_ros.ros import compat, control, pipeline, transport
 from m4sam_ros.ros.params import DEMO_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,3 +379,25 @@ def test_standin_path_without_vision_msgs():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok" in out.stdout and "detections_3d are not published" in out.stderr
+
+
+def test_compressed_size_limit_is_checked_before_decoding():
+    rgb, depth_mm = scene(0)
+    hc = header(T0)
+    _, _, cm, dm = compressed_pair(0, "jpeg", "16UC1", "rvl", hc)
+    color, depth = pipeline.decompress_pair(cm, dm, 160 * 120)  # exactly the limit: decoded
+    assert (color.width, color.height, depth.encoding) == (160, 120, "16UC1")
+    with pytest.raises(pipeline.RejectedInput) as exc:
+        pipeline.decompress_pair(cm, dm, 160 * 120 - 1)
+    assert exc.value.reason == "too_large" and "color compressed image 160x120" in str(exc.value)
+    # a JPEG whose start-of-frame claims 60000 x 60000: refused from the header, never decoded
+    data = bytearray(cm.data)
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    cm.data = bytes(data)
+    with pytest.raises(pipeline.RejectedInput) as exc:
+        pipeline.decompress_pair(cm, dm)
+    assert exc.value.reason == "too_large" and "60000x60000" in str(exc.value)
+    _, _, cm, dm = compressed_pair(0, "png", "16UC1", "png", hc)
+    with pytest.raises(pipeline.RejectedInput, match="depth compressed image 160x120"):
+        pipeline.decompress_pair(Image(), dm, 1000)  # a raw colour passes through; the depth PNG is checked

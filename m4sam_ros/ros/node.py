@@ -333,8 +333,9 @@ class M4SamNode(LifecycleNode):
             return
         color, depth = item
         try:
-            color, depth = pipeline.decompress_pair(color, depth)
-            rgb, d = pipeline.decode_pair(color, depth, self._bridge, int(self.p("max_image_pixels")))
+            max_pixels = int(self.p("max_image_pixels"))
+            color, depth = pipeline.decompress_pair(color, depth, max_pixels)
+            rgb, d = pipeline.decode_pair(color, depth, self._bridge, max_pixels)
         except pipeline.RejectedInput as exc:
             if reset:
                 self.worker.request_reset()  # the reset is owed to the next good pair
