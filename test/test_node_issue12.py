@@ -401,3 +401,16 @@ def test_compressed_size_limit_is_checked_before_decoding():
     _, _, cm, dm = compressed_pair(0, "png", "16UC1", "png", hc)
     with pytest.raises(pipeline.RejectedInput, match="depth compressed image 160x120"):
         pipeline.decompress_pair(Image(), dm, 1000)  # a raw colour passes through; the depth PNG is checked
+
+
+def test_compressed_names_follow_remaps_and_namespace(context):
+    """As image_transport: the resolved (remapped) base name plus the suffix, so the launch files'
+    remaps of color/image_raw and depth/image_raw move the compressed topics with them."""
+    node = rclpy.create_node("m4sam_remap_probe", namespace="/robot", context=context, cli_args=[
+        "--ros-args", "-r", "color/image_raw:=/camera/camera/color/image_raw"])
+    try:
+        got = transport.choose_for_node(node, "compressed", {"color": "color/image_raw", "depth": "depth/image_raw"})
+    finally:
+        node.destroy_node()
+    assert got["color"].topic == "/camera/camera/color/image_raw/compressed"
+    assert got["depth"].topic == "/robot/depth/image_raw/compressedDepth"
