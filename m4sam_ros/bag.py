@@ -229,11 +229,15 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tqdm import tqdm
 
-    from m4sam_ros.compressed import CompressedImageError, decompress
     from m4sam_ros.ros import compat
-    from m4sam_ros.ros.detections3d import HAVE_VISION_MSGS, labelled_outputs
-    from m4sam_ros.ros.messages import rclpy_image
-    from m4sam_ros.ros.pipeline import OutputSettings, RejectedInput, decode_pair, result_messages
+    from m4sam_ros.ros.detections3d import HAVE_VISION_MSGS
+    from m4sam_ros.ros.pipeline import (
+        OutputSettings,
+        RejectedInput,
+        decode_pair,
+        decompress_pair,
+        frame_outputs,
+    )
     from m4sam_ros.sync import ApproximateTimePairer
     from m4sam_ros.tracking import OverlapTracker
     from m4sam_ros.visualize import render_overlay
@@ -308,8 +312,6 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
             wanted = [o for o in OUTPUT_TYPES if o != "points" or points]
             if not HAVE_VISION_MSGS:
                 wanted = [o for o in wanted if o not in ("detections", "detections_3d")]
-            labelled = [o for o in ("detections", "detections_3d", "markers") if o in wanted]
-            plain = [o for o in wanted if o not in labelled]
             tracker = OverlapTracker()
             summary = BagSummary(input=str(input_path), output=str(output_path), color_topic=color_topic,
                                  depth_topic=depth_topic, stale_removed=[str(p) for p in stale])
@@ -344,26 +346,17 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                 summary.pairs += 1
                 (color_msg, color_time), (depth_msg, _) = pair
                 stamp_ns = compat.stamp_to_ns(color_msg.header.stamp)
-                try:
-                    if compressed[0]:
-                        color_msg = decompress(color_msg, "color", rclpy_image)
-                    if compressed[1]:
-                        depth_msg = decompress(depth_msg, "depth", rclpy_image)
+                try:  # the node's own calls (pipeline.py), so a bag is processed exactly as live topics are
+                    color_msg, depth_msg = decompress_pair(color_msg, depth_msg)
                     rgb, depth = decode_pair(color_msg, depth_msg, bridge)
                     result = predictor.step(rgb, depth, stamp=stamp_ns * 1e-9)
-                    outputs, problem = result_messages(result, rgb, depth, color_msg.header, info_msg, settings,
-                                                       plain)
-                    if problem is not None:
+                    frame = frame_outputs(result, rgb, depth, str(depth_msg.encoding), color_msg.header, info_msg,
+                                          settings, wanted, tracker)
+                    outputs = frame.messages
+                    skipped.update(frame.skipped)
+                    for problem in frame.problems:
                         rejected[problem.reason] += 1
-                    extra = labelled_outputs(result, depth, str(depth_msg.encoding), color_msg.header, info_msg,
-                                             tracker, labelled, max_depth=settings.max_depth,
-                                             min_points=settings.marker_min_points,
-                                             marker_lifetime=settings.marker_lifetime)
-                    outputs.update(extra.messages)
-                    skipped.update(extra.skipped)
-                    if extra.problem is not None and problem is None:
-                        rejected[extra.problem.reason] += 1
-                except (RejectedInput, CompressedImageError) as exc:
+                except RejectedInput as exc:
                     rejected[exc.reason] += 1
                     bar.write(f"skipped pair at {stamp_ns} ns: {exc}")
                     continue
