@@ -121,8 +121,14 @@ def test_normalize_depth_metric_mm_and_metres() -> None:
 def test_normalize_depth_relative_maps() -> None:
     d8 = np.array([[0, 51, 255]], np.uint8)
     np.testing.assert_allclose(normalize_depth(d8, "relative"), [[0, 0.2, 1.0]], atol=1e-6)
-    d16 = np.array([[0, 65535]], np.uint16)
-    np.testing.assert_allclose(normalize_depth(d16, "relative"), [[0, 1.0]])
+    # 16-bit benchmark depth is normalised per frame: a frame spanning 1000..3000 fills [0, 1]
+    # (scaled by 65535 it would be a nearly black map), polarity kept, 0 still invalid
+    d16 = np.array([[0, 1000, 2000, 3000]], np.uint16)
+    np.testing.assert_allclose(normalize_depth(d16, "relative"), [[0, 0.0, 0.5, 1.0]], atol=0.02)
+    out = normalize_depth(np.linspace(1000, 3000, 101).astype(np.uint16)[None], "relative")
+    assert out[0, 3] > out[0, 2] > 0 and out[0, 50] == pytest.approx(0.5, abs=1e-6) and out.max() == 1.0
+    np.testing.assert_allclose(normalize_depth(d16 * 7, "relative"), normalize_depth(d16, "relative"), atol=1e-6)
+    assert normalize_depth(np.array([[0, 500, 500]], np.uint16), "relative").tolist() == [[0, 0.5, 0.5]]
     with pytest.raises(ValueError, match="unknown depth kind"):
         normalize_depth(d8, "disparity")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-empty HxW"):
@@ -187,9 +193,45 @@ def test_clip_augmentation_is_identical_across_frames() -> None:
 
 def test_clip_dataset_marks_sparse_frames(tmp_path: Path) -> None:
     _write_video(tmp_path / "train" / "v", ("rgb", "Depth", "ground-truth"), ["1", "2", "3"], gt_stems=["2"])
-    ds = ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=3, size=16, augment=False)
+    ds = ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=3, size=16, augment=False, frames="all")
     item = ds[0]
     assert item["gt_valid"].tolist() == [False, True, False]
     assert item["gts"][0].sum() == 0 and item["gts"][1].sum() > 0
     with pytest.raises(ValueError, match="shorter than one clip"):
-        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16)
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, frames="all")
+    with pytest.raises(ValueError, match="annotated frames"):  # auto on a sparse video: 1 annotated frame
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=2, size=16)
+
+
+def test_sparse_videos_give_clips_of_annotated_frames(tmp_path: Path) -> None:
+    """RDVS/DViSal-like sparsity: every clip holds T supervised frames, in temporal order."""
+    stems = [str(i) for i in range(1, 13)]
+    annotated = ["1", "4", "7", "10", "12"]
+    _write_video(tmp_path / "train" / "v", ("rgb", "Depth", "ground-truth"), stems, gt_stems=annotated)
+    videos = open_videos("rdvs", tmp_path, "train")
+    ds = ClipDataset(videos, clip_len=3, size=16, augment=False)  # auto -> annotated
+    assert [[videos[0].stems[ds.frames[v][s + t]] for t in range(3)] for v, s in ds.index] == \
+        [["1", "4", "7"], ["4", "7", "10"], ["7", "10", "12"]]
+    for i in range(len(ds)):
+        assert ds[i]["gt_valid"].all()
+    rgb0 = cv2.imread(str(tmp_path / "train/v/rgb/4.jpg"))[..., ::-1]
+    from m4sam_ros.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, rgb_to_tensor
+    # the training resize IS the inference one: the same tensor as the predictor's preprocessing
+    ref = rgb_to_tensor(np.ascontiguousarray(rgb0), 16)[0] * torch.tensor(IMAGENET_STD).view(3, 1, 1) \
+        + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    torch.testing.assert_close(ds[1]["images"][0], ref, atol=1e-5, rtol=0)
+    dense = ClipDataset(videos, clip_len=3, size=16, augment=False, frames="all")
+    assert len(dense) == 10 and not dense[0]["gt_valid"].all()
+    with pytest.raises(ValueError, match="frames must be one of"):
+        ClipDataset(videos, clip_len=3, size=16, frames="some")
+
+
+def test_training_depth_resize_equals_inference(tmp_path: Path) -> None:
+    """Depth (and RGB) are shrunk with antialiased bilinear, as the predictor does, not NEAREST."""
+    from m4sam_ros.model.preprocess import depth_to_tensor
+
+    root = _coded_video(tmp_path)
+    videos = open_videos("synthetic", root, "train")
+    ds = ClipDataset(videos, clip_len=1, size=16, augment=False)
+    depth01 = normalize_depth(videos[0][2].depth, "metric")
+    torch.testing.assert_close(ds[2]["depths"][0], depth_to_tensor(depth01, 16)[0], atol=1e-6, rtol=0)

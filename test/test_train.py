@@ -1,4 +1,5 @@
-"""m4sam-train: the loss falls, checkpoints load, --resume continues, two gloo processes run."""
+"""m4sam-train: the loss falls, checkpoints load, --resume continues (also after a kill mid-save),
+two gloo processes run, recipes and optimiser groups."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from m4sam_ros.losses import clip_loss
 from m4sam_ros.model import build_m4sam, load_m4sam_checkpoint
 from m4sam_ros.model.preprocess import normalize_rgb
 from m4sam_ros.train import main as train_main
+from m4sam_ros.train import parse_args
+from m4sam_ros.training import state as unit_state
 
 SIZE = "64"
 
@@ -94,9 +97,13 @@ def test_checkpoint_of_another_config_is_refused_on_resume(interrupted_run: Path
     args[args.index("--out")] = "--resume"
     assert train_main(args) == 2
     assert "another model config" in capsys.readouterr().err
-    # a run killed between writing its two files is refused, not silently resumed off-schedule
-    state = torch.load(run / "train_state.pt", weights_only=True)
+    # a run of the old layout (two files side by side) whose files disagree is refused, not
+    # silently resumed off-schedule
+    unit = run / "checkpoints" / "step-00000002"
+    shutil.copy(unit / "checkpoint.pt", run / "checkpoint.pt")
+    state = torch.load(unit / "train_state.pt", weights_only=True)
     torch.save(dict(state, step=1), run / "train_state.pt")
+    shutil.rmtree(run / "checkpoints")
     args = _args(data_root, run, 4, *LR)
     args[args.index("--out")] = "--resume"
     assert train_main(args) == 2
@@ -107,15 +114,56 @@ def test_resume_continues_the_same_schedule(data_root: Path, reference_run: Path
                                             tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(interrupted_run, run)
-    assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 2
+    assert [s for s, _ in unit_state.list_units(run)] == [1, 2]
     args = _args(data_root, run, 4, *LR)
     args[args.index("--out")] = "--resume"
     assert train_main(args) == 0
     got, ref = _log(run), _log(reference_run)
     assert [r["step"] for r in got] == [1, 2, 3, 4]
     assert [r["lr"] for r in got] == [r["lr"] for r in ref]
+    assert [r["gt_cond"] for r in got] == [r["gt_cond"] for r in ref]  # the same per-clip GT draws
     np.testing.assert_allclose([r["total"] for r in got], [r["total"] for r in ref], rtol=1e-4)
     assert load_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=int(SIZE)), run / "checkpoint.pt")["step"] == 4
+    assert [s for s, _ in unit_state.list_units(run)] == [3, 4]  # the newest two units are kept
+
+
+_KILLED_TRAIN = """
+import os, sys
+from m4sam_ros.training import state
+from m4sam_ros.train import main
+point = sys.argv[1]
+state.save_point = lambda name: os._exit(137) if name == point and state_step[0] == 3 else None
+state_step = [0]
+real = state.save_unit
+def save_unit(run, model, train_state, *a, **k):
+    state_step[0] = train_state["step"]
+    return real(run, model, train_state, *a, **k)
+state.save_unit = save_unit
+import m4sam_ros.train as t
+t.save_unit = save_unit
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_killed_during_a_save_resumes_like_an_uninterrupted_run(data_root: Path, reference_run: Path,
+                                                                tmp_path: Path) -> None:
+    """SIGKILL-like end (os._exit) in the middle of the step-3 save, between the two files (the old
+    failure; every other point is covered unit-level in test_train_resume.py); --resume then ends
+    where the uninterrupted run ends, with every step logged once and no leftovers."""
+    point = "train state written"
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_TRAIN, point, *_args(data_root, run, 4, *LR)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    assert [r["step"] for r in _log(run)] == [1, 2, 3]
+    args = _args(data_root, run, 4, *LR)
+    args[args.index("--out")] = "--resume"
+    assert train_main(args) == 0
+    got, ref = _log(run), _log(reference_run)
+    assert [r["step"] for r in got] == [1, 2, 3, 4]
+    np.testing.assert_allclose([r["total"] for r in got], [r["total"] for r in ref], rtol=1e-4)
+    assert not [p for p in [*run.iterdir(), *(run / "checkpoints").iterdir()] if ".partial" in p.name]
 
 
 def _free_port() -> int:
@@ -147,8 +195,31 @@ def test_clear_errors(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "--data-root is required" in capsys.readouterr().err
 
 
-def test_lr_base_gives_the_trunk_its_own_group(data_root: Path, tmp_path: Path) -> None:
+def test_lr_base_gives_the_trunk_its_own_group(data_root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert train_main(_args(data_root, run, 1, "--lr-base", "2e-4", "--warmup", "0", "--threads", str(torch.get_num_threads()))) == 0
     lrs = _log(run)[0]["lr"]
     assert len(lrs) == 3 and lrs[-1] == pytest.approx(2e-4, rel=1e-3)
+    # every optimiser group is printed at the start: name, lr, size, modules
+    out = capsys.readouterr().out
+    groups = [ln.split() for ln in out.splitlines() if ln.strip().startswith("group ")]
+    assert [g[1] for g in groups] == ["adapters", "heads", "base"]
+    assert [float(g[3]) for g in groups] == [1e-4, 1e-3, 2e-4]
+    assert "sam_trunk" in out.splitlines()[[ln.strip().startswith("group base") for ln in out.splitlines()].index(True)]
+
+
+def test_recipes_set_defaults_that_flags_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse_args(["--recipe", "rdvs", "--out", str(tmp_path / "r"), "--lr-heads", "2e-3"])
+    assert (args.dataset, args.config, args.image_size, args.clip_len, args.epochs) == \
+        ("rdvs", "m4sam_hiera_l", 352, 4, 60)
+    assert (args.batch_size * args.accum, args.weight_decay, args.lr_adapters, args.lr_memory) == (8, 5e-4, 1e-4, 1e-5)
+    assert args.lr_heads == 2e-3 and args.model_set == ["train_memory_branch=true"]
+    assert parse_args(["--recipe", "dvisal", "--out", "x"]).epochs == 50
+    assert parse_args(["--recipe", "vidsod", "--out", "x"]).epochs == 30
+    assert train_main(["--recipe", "nope", "--out", str(tmp_path / "n")]) == 2
+    assert "shipped recipes: dvisal, rdvs, vidsod" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr_head: 1\n")
+    assert train_main(["--recipe", str(bad), "--out", str(tmp_path / "n")]) == 2
+    assert "unknown argument(s) ['lr_head']" in capsys.readouterr().err

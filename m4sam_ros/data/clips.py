@@ -2,8 +2,14 @@
 
 The geometric augmentation (horizontal flip, crop/scale, small rotation) is drawn once per clip and
 applied identically to colour, depth and ground truth of every frame, so motion between frames is
-preserved; colour jitter touches RGB only. Frames without ground truth (RDVS is sparse) get
-``gt_valid = False`` and an all-zero target that the loss must ignore.
+preserved; colour jitter touches RGB only. The final resize to the model's size is the very one
+inference uses (``model.preprocess``: bilinear, antialiased when shrinking) for RGB, depth and
+ground truth alike, so the model never sees a resampling in training that deployment does not do.
+
+On sparse datasets (RDVS, DViSal: a fraction of frames annotated) clips are built from the
+ANNOTATED frames (T consecutive annotated frames), so every clip carries T supervised frames, as the
+authors' loaders do; ``frames="all"`` keeps windows of raw frames, where frames without ground truth
+get ``gt_valid = False`` and an all-zero target that the loss ignores.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from torch.utils.data import Dataset
 
 from m4sam_ros.data.datasets import Video
 from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.model.preprocess import _resize as resize_square  # the inference resize, shared
+
+CLIP_FRAMES = ("auto", "annotated", "all")
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,9 @@ class ClipAugmentation:
                    angle=float(rng.uniform(-10, 10)), brightness=float(rng.uniform(0.8, 1.2)),
                    contrast=float(rng.uniform(0.8, 1.2)), saturation=float(rng.uniform(0.8, 1.2)))
 
-    def geometric(self, img: np.ndarray, size: int, interp: int) -> np.ndarray:
-        """Crop, rotate, flip and resize to size x size (the same for every frame and modality)."""
+    def geometric(self, img: np.ndarray, size: int | None, interp: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """Crop, rotate, flip and (when ``size``) resize to size x size with ``interp``; the same for
+        every frame and modality. Training passes ``size=None`` and resizes with :func:`to_model_size`."""
         h, w = img.shape[:2]
         x0, y0, cw, ch = self.crop
         xs, ys = int(round(x0 * w)), int(round(y0 * h))
@@ -54,7 +64,8 @@ class ClipAugmentation:
             img = cv2.warpAffine(img, m, (iw, ih), flags=interp, borderMode=cv2.BORDER_REFLECT101)
         if self.flip:
             img = img[:, ::-1]
-        return cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interp)
+        img = np.ascontiguousarray(img)
+        return img if size is None else cv2.resize(img, (size, size), interpolation=interp)
 
     def photometric(self, rgb01: np.ndarray) -> np.ndarray:
         """Brightness, contrast and saturation jitter on an RGB image in [0, 1]."""
@@ -66,11 +77,34 @@ class ClipAugmentation:
         return np.clip(out, 0.0, 1.0)
 
 
+def to_model_size(img: np.ndarray, size: int) -> np.ndarray:
+    """HxW or HxWxC float -> CxSxS float32 with the inference resize (bilinear, antialiased when
+    shrinking: ``model.preprocess``), so training and deployment resample identically."""
+    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+    return resize_square(x, size)[0].clamp_(0.0, 1.0).numpy()
+
+
+def clip_frame_indices(video: Video, frames: str) -> list[int]:
+    """The frame indices clips of ``video`` are windows over: annotated frames only (``annotated``,
+    or ``auto`` when the video's ground truth is sparse) or every frame (``all``)."""
+    if frames not in CLIP_FRAMES:
+        raise ValueError(f"frames must be one of {CLIP_FRAMES}, got {frames!r}")
+    everything = list(range(len(video)))
+    if frames == "all":
+        return everything
+    annotated = [i for i in everything if video.has_gt(i)]
+    if frames == "auto" and len(annotated) == len(everything):
+        return everything
+    return annotated
+
+
 class ClipDataset(Dataset):
-    """Every window of ``clip_len`` frames (``stride`` apart) of every video is one item."""
+    """Every window of ``clip_len`` frames (``stride`` apart) of every video is one item; with
+    ``frames`` "annotated" (or "auto" on a sparse video) the window runs over annotated frames."""
 
     def __init__(self, videos: list[Video], clip_len: int = 4, stride: int = 1, size: int = 256,
-                 augment: bool = True, seed: int = 3407) -> None:
+                 augment: bool = True, seed: int = 3407, frames: str = "auto") -> None:
         if clip_len < 1 or stride < 1:
             raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
         if not videos:
@@ -78,9 +112,12 @@ class ClipDataset(Dataset):
         self.videos, self.clip_len, self.stride, self.size = videos, clip_len, stride, size
         self.augment, self.seed = augment, seed
         span = (clip_len - 1) * stride + 1
-        self.index = [(v, s) for v, video in enumerate(videos) for s in range(0, len(video) - span + 1)]
+        # per video, the frames a window runs over; an item is (video, first position in that list)
+        self.frames = [clip_frame_indices(video, frames) for video in videos]
+        self.index = [(v, s) for v, idx in enumerate(self.frames) for s in range(0, len(idx) - span + 1)]
         if not self.index:
-            raise ValueError(f"every video is shorter than one clip ({span} frames for clip_len={clip_len}, "
+            which = "annotated frames" if frames != "all" else "frames"
+            raise ValueError(f"every video is shorter than one clip ({span} {which} for clip_len={clip_len}, "
                              f"stride={stride})")
         self.epoch = 0
 
@@ -98,17 +135,17 @@ class ClipDataset(Dataset):
         aug = ClipAugmentation.draw(rng, self.augment)
         images, depths, gts, valid = [], [], [], []
         for t in range(self.clip_len):
-            frame = video[start + t * self.stride]
-            rgb = aug.geometric(frame.rgb, self.size, cv2.INTER_LINEAR).astype(np.float32) / 255.0
-            images.append(aug.photometric(rgb).transpose(2, 0, 1))
+            frame = video[self.frames[v][start + t * self.stride]]
+            rgb = to_model_size(aug.geometric(frame.rgb.astype(np.float32) / 255.0, None), self.size)
+            images.append(aug.photometric(rgb.transpose(1, 2, 0)).transpose(2, 0, 1))  # jitter: RGB only
             depth01 = normalize_depth(frame.depth, video.depth_kind)
-            depths.append(aug.geometric(depth01, self.size, cv2.INTER_NEAREST)[None])
+            depths.append(to_model_size(aug.geometric(depth01, None), self.size))
             if frame.gt is None:
                 gts.append(np.zeros((1, self.size, self.size), np.float32))
                 valid.append(False)
             else:
-                g = aug.geometric(frame.gt, self.size, cv2.INTER_NEAREST)
-                gts.append((g > 128).astype(np.float32)[None])
+                g = to_model_size(aug.geometric((frame.gt > 128).astype(np.float32), None), self.size)
+                gts.append((g >= 0.5).astype(np.float32))
                 valid.append(True)
         return {
             "images": torch.from_numpy(np.stack(images).astype(np.float32)),

@@ -6,8 +6,11 @@ Every depth source becomes the model's ``float32 HxW`` map in ``[0, 1]``:
   (NaN, +-inf and values <= 0 = invalid). The output is *nearness*: the nearest valid pixel -> 1,
   the farthest -> 0, using robust per-frame bounds (the 1st and 99th percentiles of the valid
   depths) so a few outliers do not flatten the map.
-- ``relative``: a benchmark's 8- or 16-bit depth image, already a normalised map in the dataset's
-  own convention; scaled by the dtype's maximum (8-bit / 255, 16-bit / 65535), 0 = invalid.
+- ``relative``: a benchmark's depth image in the dataset's own convention (polarity kept). 8-bit
+  maps are already normalised and are scaled by 255. 16-bit maps are normalised PER FRAME: their
+  values rarely span 0..65535 (a few thousand levels in practice, which / 65535 would squash into a
+  nearly black map), so the frame's robust bounds (1st/99th percentile of the valid values) map to
+  [0, 1]. Float maps are taken as [0, 1]. 0 = invalid throughout.
 
 Invalid pixels are set to 0, the value of "far": a hole in the depth never looks salient, and a
 frame with no valid depth at all becomes all zeros (the RGB branch still works).
@@ -43,10 +46,9 @@ def normalize_depth(depth: np.ndarray, kind: DepthKind = "metric") -> np.ndarray
         raise ValueError(f"depth must be an integer or float array, got dtype {depth.dtype}")
     valid = valid_depth_mask(depth)
     if kind == "relative":
-        if np.issubdtype(depth.dtype, np.integer):
-            scale = float(np.iinfo(depth.dtype).max)
-        else:
-            scale = 1.0
+        if np.issubdtype(depth.dtype, np.integer) and depth.dtype.itemsize >= 2:
+            return _per_frame(depth, valid)
+        scale = float(np.iinfo(depth.dtype).max) if np.issubdtype(depth.dtype, np.integer) else 1.0
         out = np.where(valid, depth.astype(np.float32) / scale, 0.0)
         return np.clip(out, 0.0, 1.0).astype(np.float32)
     if kind != "metric":
@@ -59,4 +61,19 @@ def normalize_depth(depth: np.ndarray, kind: DepthKind = "metric") -> np.ndarray
     span = max(float(far - near), 1e-6)
     nearness = 1.0 - (depth.astype(np.float32) - near) / span
     out[valid] = np.clip(nearness[valid], 0.0, 1.0)
+    return out
+
+
+def _per_frame(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Valid values stretched to [0, 1] between the frame's robust bounds, polarity kept; a frame
+    whose valid values are all equal becomes 0.5 there (valid, but no ordering to show)."""
+    out = np.zeros(depth.shape, np.float32)
+    if not valid.any():
+        return out
+    values = depth[valid].astype(np.float32)
+    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high - low < 1e-6:
+        out[valid] = 0.5
+        return out
+    out[valid] = np.clip((depth[valid].astype(np.float32) - low) / (high - low), 0.0, 1.0)
     return out
