@@ -86,3 +86,18 @@ def test_one_sided_outliers(wild_value: int) -> None:
     keep = (noisy == clean) & (clean > 0)
     n = normalize_depth(noisy, "metric")
     assert n[keep].max() - n[keep].min() > 0.95
+
+
+@pytest.mark.parametrize("wild_value", [1, 65535])
+def test_relative_16bit_outliers_do_not_move_the_rest(wild_value: int) -> None:
+    """A benchmark's 16-bit map: a few wild pixels change nothing else by more than a hair (whether
+    the map is scaled by the dtype's range or stretched between per-frame robust bounds)."""
+    rng = np.random.default_rng(8)
+    clean = rng.integers(9000, 21000, (80, 80)).astype(np.uint16)
+    clean[rng.random(clean.shape) < 0.02] = 0
+    noisy = clean.copy()
+    noisy.flat[rng.choice(clean.size, 40, replace=False)] = wild_value
+    keep = (noisy == clean) & (clean > 0)
+    a, b = normalize_depth(clean, "relative"), normalize_depth(noisy, "relative")
+    assert np.abs(a[keep] - b[keep]).max() < 0.02
+    assert np.all(b[clean == 0] == 0.0)
