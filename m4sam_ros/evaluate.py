@@ -2,9 +2,17 @@
 
 Three sources of maps, one scorer (``m4sam_ros.metrics``, i.e. PySODMetrics):
 
-- ``--checkpoint CKPT``: runs the streaming predictor (the deployment path) over every video of
-  the split, memory reset per video and every ``--clip-len`` frames (16 = the paper's protocol;
-  0 = never inside a video); ``--output coarse|memory|combined|all`` picks the branch(es).
+- ``--checkpoint CKPT``: runs the streaming predictor over every video of the split under one of
+  two protocols (``--protocol``):
+
+  - ``paper`` (the default; comparable with published figures): non-overlapping clips of
+    ``--clip-len`` (16) ANNOTATED frames, fed one after the other with the memory reset at every
+    clip start, scored on the memory output, with no re-initialisation heuristics (no
+    low-score / disagreement re-conditioning, no shot-cut check);
+  - ``streaming`` (what the node does): every frame of a video in order, one reset per video,
+    the predictor with its default heuristics; only annotated frames are scored.
+
+  ``--output coarse|memory|combined|all`` picks the branch(es) (default: memory).
 - ``--pred-dir DIR``: maps saved by any method as ``DIR[/<dataset>]/<video>/<stem>.png``.
 - ``--baseline depth``: the nearest valid region of the normalised depth (Otsu on the nearness
   map, largest connected component): what depth alone gives, the bar a model must clear.
@@ -35,6 +43,14 @@ from m4sam_ros.data.depth import normalize_depth
 from m4sam_ros.metrics import KEYS, PAPER_KEYS, SODMetrics, resize_to, to_uint8
 
 BRANCHES = ("coarse", "memory", "combined")
+PROTOCOLS = {
+    "paper": "non-overlapping clips of {clip_len} annotated frames, memory reset per clip, no re-initialisation "
+             "heuristics (the published protocol)",
+    "streaming": "every frame in order, one reset per video, the node's predictor with its heuristics",
+}
+DEFAULT_PROTOCOL = "paper"
+#: the predictor settings that switch the re-initialisation heuristics off (paper protocol)
+NO_HEURISTICS = {"reinit_low_score_frames": 10**9, "reinit_iou_frames": 10**9, "reinit_cut_threshold": -2.0}
 PRED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -104,7 +120,8 @@ class PredictorRunner:
     """Runs the streaming predictor over a video and yields per-branch float maps per frame."""
 
     def __init__(self, checkpoint: str | Path, config: str | None = None, sam2_checkpoint: str | None = None,
-                 device: str = "cpu", image_size: int | None = None, output: str = "combined") -> None:
+                 device: str = "cpu", image_size: int | None = None, output: str = "memory",
+                 protocol: str = DEFAULT_PROTOCOL) -> None:
         import torch
 
         from m4sam_ros.model import build_m4sam
@@ -127,18 +144,28 @@ class PredictorRunner:
             raise EvalError(str(exc)) from exc
         from m4sam_ros.predictor import StreamingPredictor
 
+        if protocol not in PROTOCOLS:
+            raise EvalError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        self.protocol = protocol
         self.predictor = StreamingPredictor(model, torch.device(device),
-                                            output=output if output in BRANCHES else "combined")
+                                            output=output if output in BRANCHES else "memory",
+                                            **(NO_HEURISTICS if protocol == "paper" else {}))
         self.image_size = int(model.image_size)
         self.extra = ckpt.get("extra", {})
+
+    def schedule(self, video: Video, clip_len: int) -> list[tuple[int, bool]]:
+        """(frame index, reset before it) in feeding order, as the protocol prescribes."""
+        if self.protocol == "streaming":
+            return [(i, i == 0) for i in range(len(video))]
+        annotated = [i for i in range(len(video)) if video.has_gt(i)]
+        return [(i, k % clip_len == 0) for k, i in enumerate(annotated)]
 
     def run(self, video: Video, clip_len: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Frame index -> {coarse, memory, combined} float maps at the frame's resolution."""
         from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
 
-        self.predictor.reset()
-        for i in range(len(video)):
-            if clip_len and i and i % clip_len == 0:
+        for i, reset in self.schedule(video, clip_len):
+            if reset:
                 self.predictor.reset()
             frame = video[i]
             if video.depth_kind == "metric":
@@ -239,6 +266,21 @@ def markdown_table(metrics: dict[str, dict[str, dict[str, Any]]], keys: tuple[st
     return "\n".join(rows)
 
 
+def protocol_notes(metrics: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The evaluation protocol of every model row (the default named), for metrics.md."""
+    lines = [f"Protocols (m4sam-eval --protocol; default: {DEFAULT_PROTOCOL}):", ""]
+    for name, text in PROTOCOLS.items():
+        lines.append(f"- `{name}`{' (default)' if name == DEFAULT_PROTOCOL else ''}: "
+                     f"{text.format(clip_len='--clip-len (16)')}")
+    rows = [(m, d, r["protocol"], r.get("clip_len")) for m, per in metrics.items() for d, r in per.items()
+            if "protocol" in r]
+    if rows:
+        lines += ["", "Rows scored here:", ""]
+        lines += [f"- {m} on {d}: `{p}`" + (f", clips of {c} annotated frames" if p == "paper" else "")
+                  for m, d, p, c in rows]
+    return lines
+
+
 def write_reports(out: Path, dataset: str, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict:
     """Merges ``results`` into OUT/metrics.json and curves.json, rewrites metrics.md and the plots."""
     from m4sam_ros.plots import plot_f_threshold, plot_pr_curves
@@ -253,7 +295,8 @@ def write_reports(out: Path, dataset: str, results: dict[str, dict[str, Any]], m
     write_text(out / "curves.json", json.dumps(curves))
     md = ["# m4sam-eval results", "",
           "S-measure, mean E-measure, adaptive F-measure (beta^2 0.3), MAE (the paper's columns):", "",
-          markdown_table(metrics), "", "All metrics:", "", markdown_table(metrics, KEYS), ""]
+          markdown_table(metrics), "", "All metrics:", "", markdown_table(metrics, KEYS), "",
+          *protocol_notes(metrics), ""]
     write_text(out / "metrics.md", "\n".join(md))
     for d, per in curves.items():
         plot_pr_curves(per, out / "plots" / f"pr_{d}.png", title=f"{d}: precision-recall")
@@ -273,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", required=True, help="dataset root (the layout of --dataset)")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="folder for predictions, metrics.json/.md, plots")
-    p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: per video only)")
-    p.add_argument("--output", choices=[*BRANCHES, "all"], default="combined", help="branch(es) to save and score")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                   help="paper: clips of --clip-len annotated frames, memory output, no heuristics (default); "
+                        "streaming: exactly what the node does")
+    p.add_argument("--clip-len", type=int, help="paper protocol: annotated frames per clip (default 16)")
+    p.add_argument("--output", choices=[*BRANCHES, "all"], default="memory", help="branch(es) to save and score")
     p.add_argument("--method", help="name in the tables (default: m4sam-<branch>, the pred-dir name, depth-baseline)")
     p.add_argument("--config", help="model config; default: the one stored in the checkpoint")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights the checkpoint's adapters were trained on")
@@ -314,19 +360,28 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             import torch
 
             torch.set_num_threads(args.threads)
+        if args.protocol == "streaming" and args.clip_len is not None:
+            raise EvalError("--clip-len is for --protocol paper; the streaming protocol resets once per video, "
+                            "as the node does")
+        clip_len = 16 if args.clip_len is None else args.clip_len
+        if args.protocol == "paper" and clip_len < 1:
+            raise EvalError(f"--clip-len must be >= 1 for the paper protocol, got {clip_len}")
         runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, args.device, args.image_size,
-                                 args.output)
+                                 args.output, args.protocol)
         branches = list(BRANCHES) if args.output == "all" else [args.output]
         base = args.method or "m4sam"
-        names = {b: f"{base}-{b}" for b in branches}
+        suffix = "" if args.protocol == DEFAULT_PROTOCOL else f"-{args.protocol}"
+        names = {b: f"{base}-{b}{suffix}" for b in branches}
         save = {names[b]: (out / b / args.dataset if args.output == "all" else out / args.dataset) for b in branches}
 
         def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-            for i, by_branch in runner.run(video, args.clip_len):
+            for i, by_branch in runner.run(video, clip_len):
                 yield i, {names[b]: by_branch[b] for b in branches}
 
         results = evaluate_maps(videos, maps, list(names.values()), save, progress=not args.quiet)
-        meta |= {"source": str(args.checkpoint), "clip_len": args.clip_len}
+        meta |= {"source": str(args.checkpoint), "protocol": args.protocol}
+        if args.protocol == "paper":
+            meta["clip_len"] = clip_len
     frames = sum(len(v) for v in videos)
     meta["seconds"] = round(time.perf_counter() - t0, 2)
     meta["fps"] = round(frames / max(meta["seconds"], 1e-9), 2)

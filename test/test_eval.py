@@ -190,3 +190,51 @@ def test_relative_depth_datasets_go_through_the_same_predictor(data_root: Path, 
     a = cv2.imread(str(outs["synthetic"] / "synthetic/v0/00002.png"), cv2.IMREAD_UNCHANGED)
     b = cv2.imread(str(outs["vidsod"] / "vidsod/v0/00002.png"), cv2.IMREAD_UNCHANGED)
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_protocols_paper_and_streaming(data_root: Path, checkpoint: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """paper: clips of N annotated frames, reset per clip, heuristics off; streaming: every frame,
+    one reset per video, the predictor's (the node's) defaults. Both named in metrics.md."""
+    from m4sam_ros.data.datasets import open_videos
+    from m4sam_ros.evaluate import PredictorRunner
+    from m4sam_ros.predictor import StreamingPredictor
+
+    sparse = tmp_path / "rdvs"
+    video = synth.generate_video(7, 12, 64, 48)
+    d = sparse / "test" / "v"
+    for sub in ("rgb", "Depth", "ground-truth"):
+        (d / sub).mkdir(parents=True)
+    annotated = [0, 3, 4, 8, 10, 11]
+    for i in range(12):
+        cv2.imwrite(str(d / "rgb" / f"{i}.png"), video.rgb[i][..., ::-1])
+        cv2.imwrite(str(d / "Depth" / f"{i}.png"), (video.depth[i] // 20).clip(1, 255).astype(np.uint8))
+        if i in annotated:
+            cv2.imwrite(str(d / "ground-truth" / f"{i}.png"), video.gt[i])
+    v = open_videos("rdvs", sparse, "test")[0]
+    paper = PredictorRunner(checkpoint, protocol="paper")
+    assert paper.schedule(v, 4) == [(0, True), (3, False), (4, False), (8, False), (10, True), (11, False)]
+    assert paper.predictor.reinit_low_score_frames >= 10**9 and paper.predictor.reinit_iou_frames >= 10**9
+    assert paper.predictor.output == "memory"
+    stream = PredictorRunner(checkpoint, protocol="streaming")
+    assert stream.schedule(v, 4) == [(i, i == 0) for i in range(12)]
+    defaults = StreamingPredictor(stream.predictor.model)
+    for attr in ("reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "reinit_score_threshold"):
+        assert getattr(stream.predictor, attr) == getattr(defaults, attr), attr
+    # the paper protocol's maps of a clip do not depend on frames outside it
+    got = dict(paper.run(v, 4))
+    assert sorted(got) == annotated
+    out = tmp_path / "out"
+    for protocol in ("paper", "streaming"):
+        assert eval_main(["--checkpoint", str(checkpoint), "--dataset", "rdvs", "--data-root", str(sparse),
+                          "--out", str(out), "--protocol", protocol, "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["m4sam-memory"]["rdvs"]["protocol"] == "paper"
+    assert metrics["m4sam-memory"]["rdvs"]["clip_len"] == 16 and metrics["m4sam-memory"]["rdvs"]["frames"] == 6
+    assert metrics["m4sam-memory-streaming"]["rdvs"]["protocol"] == "streaming"
+    md = (out / "metrics.md").read_text()
+    assert "default: paper" in md and "`paper` (default)" in md and "`streaming`" in md
+    assert "- m4sam-memory-streaming on rdvs: `streaming`" in md
+    assert eval_main(["--checkpoint", str(checkpoint), "--dataset", "rdvs", "--data-root", str(sparse),
+                      "--out", str(out), "--protocol", "streaming", "--clip-len", "4", "--quiet"]) == 2
+    assert "--clip-len is for --protocol paper" in capsys.readouterr().err
