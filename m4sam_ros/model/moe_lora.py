@@ -151,7 +151,9 @@ class ExpertGroup(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gates, aux = self.gate(z.mean(dim=(2, 3)))
-        y = self._packed.run(z, [self.experts])
+        y, perm = self._packed.run(z, [self.experts])
+        if perm is not None:
+            gates = gates[:, perm]
         mix = (y.unflatten(1, (len(self.experts), -1)) * gates[:, :, None, None, None]).sum(1)
         return mix.to(z.dtype), aux
 
@@ -178,15 +180,18 @@ def _dense_kernel(conv: nn.Conv2d, size: int) -> torch.Tensor:
 
 
 class PackedExperts:
-    """Every expert of several expert groups as ONE grouped convolution (+ one grouped second
-    conv, one GroupNorm, one GELU), with no data-dependent control flow: what an export to
-    ONNX/TensorRT needs, and on a CPU it removes the per-expert dispatch that cost more than the
-    arithmetic. Kernels are zero-padded to the largest size; experts with one conv get an
-    identity second conv. Weights are re-packed on every call that records gradients and cached
-    (per parameter version) otherwise.
+    """Every expert of several expert groups as one grouped convolution per first-conv kernel
+    size (+ one grouped second conv, one GroupNorm, one GELU), with no data-dependent control
+    flow: what an export to ONNX/TensorRT needs, and on a CPU it removes the per-expert dispatch
+    that cost more than the arithmetic. Grouping by kernel size (5x5 / 3x3 / 1x1) instead of
+    padding every kernel to 5x5 halves the dense arithmetic; depthwise kernels become diagonal
+    dense ones; experts with one conv get an identity second conv. Weights are re-packed on every
+    call that records gradients and cached (per parameter version) otherwise.
 
-    Input z [N, L*r, H, W] (L low-rank maps side by side); ``experts_per_map[l]`` lists the
-    experts applied to map l. Output [N, sum_l E_l * r, H, W] in map-major, expert-minor order.
+    Input z [N, L*r, H, W] (L low-rank maps side by side, the same expert kinds on each);
+    ``experts_per_map[l]`` lists the experts of map l. ``run`` returns the expert outputs
+    [N, L*E*r, H, W], map-major, experts in ``perm`` order, and ``perm`` (global expert indices,
+    to reorder the gates the same way; None when the order is unchanged).
     """
 
     def __init__(self) -> None:
@@ -195,13 +200,22 @@ class PackedExperts:
         self._cache: tuple | None = None
 
     def _pack(self, experts_per_map: list[Sequence[nn.Module]]) -> tuple:
-        flat = [e for es in experts_per_map for e in es]
-        parts = [_expert_convs(e) for e in flat]
-        k1 = max(c[0].kernel_size[0] for c, _ in parts)
+        maps = [[_expert_convs(e) for e in es] for es in experts_per_map]
+        n_maps, n_e = len(maps), len(maps[0])
+        if any(len(m) != n_e for m in maps):
+            raise ValueError("every low-rank map needs the same experts")
+        sizes = [c[0].kernel_size[0] for c, _ in maps[0]]
+        ks = sorted(set(sizes), reverse=True)
+        order = [j for k in ks for j in range(n_e) if sizes[j] == k]   # per map, by kernel size
+        stage1 = []
+        for k in ks:
+            sel = [j for j in order if sizes[j] == k]
+            w = torch.cat([_dense_kernel(maps[m][j][0][0], k) for m in range(n_maps) for j in sel])
+            b = torch.cat([maps[m][j][0][0].bias for m in range(n_maps) for j in sel])
+            stage1.append((w, b, k, len(sel)))
+        parts = [maps[m][j] for m in range(n_maps) for j in order]
         two = any(len(c) == 2 for c, _ in parts)
         k2 = max((c[1].kernel_size[0] for c, _ in parts if len(c) == 2), default=1)
-        w1 = torch.cat([_dense_kernel(c[0], k1) for c, _ in parts])
-        b1 = torch.cat([c[0].bias for c, _ in parts])
         w2 = b2 = None
         if two:
             ws, bs = [], []
@@ -218,9 +232,14 @@ class PackedExperts:
         gn_w = torch.cat([n.weight for _, n in parts])
         gn_b = torch.cat([n.bias for _, n in parts])
         eps = parts[0][1].eps
-        return w1, b1, k1, w2, b2, k2, gn_w, gn_b, eps, len(flat)
+        perm = None
+        if order != list(range(n_e)):
+            perm = torch.tensor([m * n_e + j for m in range(n_maps) for j in order],
+                                device=gn_w.device)
+        return stage1, w2, b2, k2, gn_w, gn_b, eps, n_maps, len(parts), perm
 
-    def run(self, z: torch.Tensor, experts_per_map: list[Sequence[nn.Module]]) -> torch.Tensor:
+    def run(self, z: torch.Tensor,
+            experts_per_map: list[Sequence[nn.Module]]) -> tuple[torch.Tensor, torch.Tensor | None]:
         if torch.is_grad_enabled():
             packed = self._pack(experts_per_map)
         else:
@@ -229,13 +248,19 @@ class PackedExperts:
             if key != self._cache_key:
                 self._cache, self._cache_key = self._pack(experts_per_map), key
             packed = self._cache
-        w1, b1, k1, w2, b2, k2, gn_w, gn_b, eps, n_experts = packed
-        y = F.conv2d(z, w1, b1, padding=k1 // 2, groups=len(experts_per_map))
+        stage1, w2, b2, k2, gn_w, gn_b, eps, n_maps, n_experts, perm = packed
+        ys = [F.conv2d(z, w, b, padding=k // 2, groups=n_maps) for w, b, k, _ in stage1]
+        if len(ys) == 1:
+            y = ys[0]
+        else:  # map-major: map 0's experts of every kernel size, then map 1's, ...
+            r = z.shape[1] // n_maps
+            y = torch.cat([yk[:, m * n * r : (m + 1) * n * r] for m in range(n_maps)
+                           for yk, (_, _, _, n) in zip(ys, stage1, strict=True)], dim=1)
         if w2 is not None:
             y = F.conv2d(y, w2, b2, padding=k2 // 2, groups=n_experts)
         # convs run fastest on the channels-last view of z; CPU group_norm 5x slower on it
         y = y.contiguous()
-        return F.gelu(F.group_norm(y, n_experts, gn_w, gn_b, eps))
+        return F.gelu(F.group_norm(y, n_experts, gn_w, gn_b, eps)), perm
 
 
 class MoELoRA(nn.Module):
@@ -303,7 +328,9 @@ def mix_low_rank(loras: list[MoELoRA], packed: PackedExperts, za: torch.Tensor,
             if a is not None:
                 aux = aux + a
     gates = torch.cat(gate_cols, dim=1)                                     # [N, sum E], fp32
-    y = packed.run(z, [lo.expert_list() for lo in loras])                   # [N, sum E * r, H, W]
+    y, perm = packed.run(z, [lo.expert_list() for lo in loras])             # [N, sum E * r, H, W]
+    if perm is not None:
+        gates = gates[:, perm]                                              # the experts' order
     r = loras[0].rank
     mixed = (y.unflatten(1, (-1, r)) * gates[:, :, None, None, None])       # [N, sum E, r, H, W]
     outs, start = [], 0
