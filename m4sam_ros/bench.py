@@ -11,6 +11,11 @@ Times are steady-state medians (first ``--warmup`` frames left out), reported as
 SAM2VideoPredictor. State sizes are the bytes of tensors each keeps between frames, after warm-up
 and at the last frame (SAM2VP's preloaded video frames are left out of its figure: they are input,
 not memory). ``--memory-only --frames 10000`` soaks the streaming state alone.
+
+``--gpu-suite`` is the one command for a CUDA machine (``m4sam_ros.training.gpu_suite``): ~30
+training steps of hiera-l at 352 px from random weights in the official SAM2.1 format, streaming
+RGB-D inference at three sizes with and without torch.compile, and GPU memory at frame 100 vs
+2,000, in one JSON, in under 8 minutes. ``--gpu-suite --device cpu --tiny`` runs it end to end here.
 """
 
 from __future__ import annotations
@@ -146,12 +151,31 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="m4sam-bench", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256, help="model image size (multiple of 32)")
     p.add_argument("--frames", type=int, default=40)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="torch device (default: cpu; cuda with --gpu-suite)")
     p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny")
     p.add_argument("--warmup", type=int, default=5, help="frames left out of the timing medians")
     p.add_argument("--memory-only", action="store_true", help="soak: stream --frames frames, report state size")
     p.add_argument("--json", help="also write the figures here (atomically)")
+    p.add_argument("--gpu-suite", action="store_true",
+                   help="train + stream + memory check on a GPU, one JSON (default gpu_suite.json)")
+    p.add_argument("--tiny", action="store_true", help="--gpu-suite at a tiny size (demo model, 64 px): CPU-runnable")
+    p.add_argument("--budget-s", type=float, default=450.0, help="--gpu-suite: start no part after this many seconds")
     args = p.parse_args(argv)
+    if args.gpu_suite:
+        from m4sam_ros.training.gpu_suite import run_gpu_suite
+
+        device = args.device or "cuda"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            p.error("--gpu-suite: no CUDA device here; run it on a GPU machine, or --device cpu --tiny to check it")
+        suite = run_gpu_suite(device, tiny=args.tiny, budget_s=args.budget_s)
+        text = json.dumps(suite, indent=2) + "\n"
+        print(text, end="")
+        write_text(args.json or "gpu_suite.json", text)
+        failed = [k for k, v in suite.items() if isinstance(v, dict) and "error" in v]
+        if failed:
+            print(f"m4sam-bench: error: part(s) failed: {', '.join(failed)} (details in the JSON)", file=sys.stderr)
+        return 1 if failed else 0
+    args.device = args.device or "cpu"
     if args.size % 32:
         p.error(f"--size must be a multiple of 32, got {args.size}")
     if args.memory_only:

@@ -29,3 +29,19 @@ def test_memory_soak(tmp_path: Path) -> None:
     assert main(["--size", "64", "--frames", "40", "--memory-only", "--model-size", "demo", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["stream_state_bytes_warm"] == res["stream_state_bytes_mid"] == res["stream_state_bytes_end"]
+
+
+def test_gpu_suite_runs_end_to_end_on_cpu_at_tiny_size(tmp_path: Path) -> None:
+    """The one GPU command, shrunk: official-format random SAM2 weights -> training steps with a
+    finite loss, streaming figures, a memory check that holds; one JSON."""
+    out = tmp_path / "suite.json"
+    assert main(["--gpu-suite", "--device", "cpu", "--tiny", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    train = res["train"]
+    assert train["loss_finite"] and train["steps"] == 3 and train["s_per_step"] > 0
+    assert train["sam2_checkpoint_format"].startswith("official")
+    assert {"adapters", "memory", "heads"} <= set(train["groups"])
+    stream = res["stream_demo_64"]
+    assert stream["fps"] > 0 and 0 < stream["p50_ms"] <= stream["p99_ms"]
+    assert "skipped" in res["stream_demo_64_compiled"]
+    assert res["memory"]["equal"] and res["memory"]["state_bytes_early"] == res["memory"]["state_bytes_late"]

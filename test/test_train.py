@@ -200,13 +200,22 @@ def test_lr_base_gives_the_trunk_its_own_group(data_root: Path, tmp_path: Path,
     run = tmp_path / "run"
     assert train_main(_args(data_root, run, 1, "--lr-base", "2e-4", "--warmup", "0", "--threads", str(torch.get_num_threads()))) == 0
     lrs = _log(run)[0]["lr"]
-    assert len(lrs) == 3 and lrs[-1] == pytest.approx(2e-4, rel=1e-3)
-    # every optimiser group is printed at the start: name, lr, size, modules
+    assert len(lrs) == 4 and lrs[-1] == pytest.approx(2e-4, rel=1e-3)
+    # every optimiser group is printed at the start: name, lr, size, modules; the demo trains from
+    # scratch, so its memory branch trains at the heads' rate (nothing pre-trained to protect)
     out = capsys.readouterr().out
     groups = [ln.split() for ln in out.splitlines() if ln.strip().startswith("group ")]
-    assert [g[1] for g in groups] == ["adapters", "heads", "base"]
-    assert [float(g[3]) for g in groups] == [1e-4, 1e-3, 2e-4]
+    assert [g[1] for g in groups] == ["adapters", "memory", "heads", "base"]
+    assert [float(g[3]) for g in groups] == [1e-4, 1e-3, 1e-3, 2e-4]
+    assert "sam_memory" in out
     assert "sam_trunk" in out.splitlines()[[ln.strip().startswith("group base") for ln in out.splitlines()].index(True)]
+
+
+def test_lr_memory_group(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert train_main(_args(data_root, run, 1, "--lr-memory", "3e-5", "--warmup", "0")) == 0
+    assert _log(run)[0]["lr"] == pytest.approx([1e-4, 3e-5, 1e-3], rel=1e-3)
+    assert "group memory    lr 3.0e-05" in capsys.readouterr().out
 
 
 def test_recipes_set_defaults_that_flags_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

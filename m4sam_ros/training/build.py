@@ -90,9 +90,12 @@ def build_sampler(args: Namespace, dataset: ClipDataset, procs: Processes) -> Di
 
 def optimiser_groups(model: torch.nn.Module, args: Namespace) -> list[dict[str, Any]]:
     """The model package's groups (adapters, heads and, when the config trains SAM2's memory
-    branch, memory at ``--lr-memory``); with ``--lr-base`` the image trunk, when it trains, moves
-    out of the heads group into its own."""
-    lr_memory = DEFAULT_LR_MEMORY if args.lr_memory is None else args.lr_memory
+    branch, memory at ``--lr-memory``: default 1e-5 over pre-trained SAM2 weights, ``--lr-heads``
+    for a base trained from scratch, which has nothing to protect); with ``--lr-base`` the image
+    trunk, when it trains, moves out of the heads group into its own."""
+    lr_memory = args.lr_memory
+    if lr_memory is None:
+        lr_memory = args.lr_heads if model.config.get("train_base_in_full") else DEFAULT_LR_MEMORY
     if "lr_memory" in inspect.signature(param_groups).parameters:
         groups = param_groups(model, args.lr_heads, args.lr_adapters, lr_memory=lr_memory)
     else:  # the model package before its memory group
