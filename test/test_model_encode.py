@@ -104,7 +104,8 @@ def test_gradients_reach_exactly_the_trainable_parameters(tiny):
     assert out["memory_logits"].shape == (2, 2, 1, S, S)
     assert out["object_score_logits"].shape == (2, 2, 1)
     loss = (out["coarse_logits"].sigmoid().mean() + out["memory_logits"].sigmoid().mean()
-            + out["object_score_logits"].mean() + out["aux_loss"])
+            + out["object_score_logits"].mean() + out["aux_loss"]
+            + sum(s.sigmoid().mean() for s in out["side_logits"]))
     loss.backward()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
