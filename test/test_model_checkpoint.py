@@ -35,7 +35,9 @@ def _outputs(model, seed=3):
     with torch.no_grad():
         enc = model.encode(x[:, 0], d[:, 0])
         clip = model.forward_clip(x, d)
-    return [enc.coarse_logits, *enc.backbone_out["backbone_fpn"], *clip.values()]
+    flat = [v for v in clip.values() if isinstance(v, torch.Tensor)]
+    flat += [s for v in clip.values() if isinstance(v, list) for s in v]  # side outputs
+    return [enc.coarse_logits, *enc.backbone_out["backbone_fpn"], *flat]
 
 
 def test_official_sam2_checkpoint_loads_strictly(tmp_path):
@@ -97,8 +99,9 @@ def test_m4sam_round_trip_demo_identical_outputs(tmp_path):
 
 
 def test_m4sam_round_trip_peft_holds_only_trained_parts(tmp_path):
-    """Hiera-T config: the checkpoint holds adapters/fusion/GMLFF/head only; with the same SAM2
-    weights (official-format file) the rebuilt model gives identical outputs."""
+    """Hiera-T config: the checkpoint holds adapters/fusion/GMLFF/head and SAM2's memory branch
+    (train_memory_branch), never the image encoder; with the same SAM2 weights (official-format
+    file) the rebuilt model gives identical outputs."""
     s = 64
     torch.manual_seed(0)
     a = build_m4sam("m4sam_hiera_t", image_size=s)
@@ -107,7 +110,10 @@ def test_m4sam_round_trip_peft_holds_only_trained_parts(tmp_path):
     torch.save({"model": a.sam.state_dict()}, sam_path)
     save_m4sam_checkpoint(a, ckpt_path)
     keys = set(torch.load(ckpt_path, weights_only=True)["state_dict"])
-    assert keys and all(k.split(".")[0] in {"adapters", "fusion", "gmlff", "head"} for k in keys)
+    assert keys and all(k.split(".")[0] in {"adapters", "fusion", "gmlff", "head"}
+                        or (k.startswith("sam.") and not k.startswith("sam.image_encoder."))
+                        for k in keys)
+    assert any(k.startswith("sam.memory_attention.") for k in keys)
     assert keys == set(trained_state_dict(a))
     torch.manual_seed(1)
     b = build_m4sam("m4sam_hiera_t", sam2_checkpoint=sam_path, m4sam_checkpoint=ckpt_path,
