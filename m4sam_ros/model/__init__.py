@@ -9,8 +9,10 @@ from .checkpoint import (
 )
 from .m4sam import M4SAM, EncodedFrames
 from .params import param_groups, parameter_report
+from .pseudo import ENDLESS, pseudo_mask
 
 __all__ = [
+    "ENDLESS",
     "M4SAM",
     "CheckpointError",
     "EncodedFrames",
@@ -21,5 +23,6 @@ __all__ = [
     "load_sam2_checkpoint",
     "param_groups",
     "parameter_report",
+    "pseudo_mask",
     "save_m4sam_checkpoint",
 ]
