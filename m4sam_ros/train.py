@@ -147,14 +147,13 @@ def train(args: argparse.Namespace) -> Path:
         swept = sweep_partials(run)
         if swept:
             print(f"m4sam-train: removed {len(swept)} leftover(s) of an interrupted save: {', '.join(swept)}")
-    torch.manual_seed(args.seed + procs.rank)
+    videos = prepare_data(args, run, procs.rank)  # before the (slow) model build: data errors come first
+    torch.manual_seed(args.seed + procs.rank)  # after data generation: the weights never depend on it
     random.seed(args.seed + procs.rank)
     np.random.seed(args.seed + procs.rank)
-
     model = build_m4sam(model_config(args), sam2_checkpoint=args.sam2_checkpoint, device=str(procs.device),
                         image_size=args.image_size)
     model.train()
-    videos = prepare_data(args, run, procs.rank)
     dataset = build_dataset(args, videos, model.image_size)
     sampler = build_sampler(args, dataset, procs)
     per_epoch = max(1, len(sampler) // (args.batch_size * args.accum))
