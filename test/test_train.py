@@ -232,3 +232,24 @@ def test_recipes_set_defaults_that_flags_override(tmp_path: Path, capsys: pytest
     bad.write_text("lr_head: 1\n")
     assert train_main(["--recipe", str(bad), "--out", str(tmp_path / "n")]) == 2
     assert "unknown argument(s) ['lr_head']" in capsys.readouterr().err
+
+
+def test_malicious_train_state_is_refused_in_one_line(interrupted_run: Path, data_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import pickle
+
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run, run)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    with open(run / "checkpoints" / "step-00000002" / "train_state.pt", "wb") as f:
+        pickle.dump({"step": 2, "optimizer": Payload()}, f)
+    args = _args(data_root, run, 4, *LR)
+    args[args.index("--out")] = "--resume"
+    assert train_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("m4sam-train: error: ") and "refused to load" in err
+    assert "\n" not in err and "Traceback" not in err and not (tmp_path / "pwned").exists()
