@@ -264,3 +264,24 @@ def test_comparison_sees_reordering_and_overflow():
     glitch = [M(0, T0 + 10**9 + i * FRAME, i) for i in range(10)] + clean(T0, 20)
     assert real_pairs(glitch, 10, SLOP) == []
     assert len(run(glitch, 10, SLOP, jump_s=None)[0]) == 20
+
+
+MS = 1_000_000
+
+
+def test_the_closest_partner_within_slop_is_taken():
+    """Two depth frames within the slop of a colour frame: the nearer one pairs (message_filters'
+    closest-first search); the farther one stays queued for its own colour frame."""
+    events = [(1, 100 * MS, "d100"), (1, 110 * MS, "d110"), (0, 112 * MS, "c112"), (0, 99 * MS, "c99")]
+    assert pair_sequence(events, queue_size=5, slop_s=0.02) == [("c112", "d110"), ("c99", "d100")]
+
+
+def test_a_full_queue_evicts_its_oldest_message():
+    """Queue of 2: colour 1, 2, 3 ms leaves 2 and 3; depth at 1 ms finds nothing within a 0.5 ms
+    slop, depth at 2 ms pairs with colour 2."""
+    pairer = ApproximateTimePairer(2, queue_size=2, slop_s=0.0005, jump_s=None)
+    for s in (1, 2, 3):
+        assert pairer.add(0, s * MS, f"c{s}") is None
+    assert pairer.evicted == 1
+    assert pairer.add(1, 1 * MS, "d1") is None
+    assert pairer.add(1, 2 * MS, "d2") == ("c2", "d2")

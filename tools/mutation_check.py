@@ -93,7 +93,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "Image messages no longer validated (step, data length, encoding, size)", "NODE"),
     Mutant("node-no-worker-catch-all", "m4sam_ros/ros/worker.py",
            r"(def _loop\(self\)[\s\S]*?)except BaseException as exc:", r"\1except ZeroDivisionError as exc:",
-           ("test/test_node.py", "-k", "fuzz or bad_input"),
+           ("test/test_worker.py",),
            "the worker thread's catch-all removed (one bad pair ends the worker)", "NODE"),
     Mutant("node-model-error-uncaught", "m4sam_ros/ros/node.py",
            r"(result = predictor\.step\([\s\S]*?)except Exception as exc:", r"\1except ZeroDivisionError as exc:",
@@ -147,11 +147,11 @@ MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- colour/depth pairing
     Mutant("sync-evicts-newest", "m4sam_ros/sync.py",
            r"oldest = min\(s for s in my_queue if s != stamp\)", "oldest = max(s for s in my_queue if s != stamp)",
-           ("test/test_sync.py", "-k", "real_message_filters"),
+           ("test/test_sync.py", "-k", "real_message_filters or full_queue"),
            "a full queue drops its newest message instead of its oldest", "NODE"),
     Mutant("sync-farthest-first", "m4sam_ros/sync.py",
            r"sorted\(\(abs\(s - stamp\), s\)", "sorted((-abs(s - stamp), s)",
-           ("test/test_sync.py", "-k", "real_message_filters"),
+           ("test/test_sync.py", "-k", "real_message_filters or closest"),
            "partner candidates tried farthest first", "NODE"),
 )
 
