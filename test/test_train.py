@@ -36,10 +36,19 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_threads():
+    """The runs here use --threads 1 (several times faster on the shared cores); the setting is
+    process-wide, so the next test module gets its thread count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _args(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
     return ["--config", "m4sam_demo", "--dataset", "synthetic", "--data-root", str(root), "--out", str(out),
             "--image-size", SIZE, "--steps", str(steps), "--batch-size", "2", "--clip-len", "3",
-            "--save-every", "1", "--quiet", "--no-augment", *extra]
+            "--save-every", "1", "--quiet", "--no-augment", "--threads", "1", *extra]
 
 
 def _log(run: Path) -> list[dict]:
