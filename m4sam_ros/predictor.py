@@ -114,7 +114,7 @@ class StreamingPredictor:
                  reinit_low_score_frames: int = 5, reinit_iou_threshold: float = 0.2,
                  reinit_iou_frames: int = 5, reinit_cut_threshold: float = 0.3, max_cond_frames: int = 4,
                  rgb_only: bool = False,
-                 use_autocast: bool | None = None, compile: bool = False) -> None:
+                 use_autocast: bool | None = None, compile: bool | str = False) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if max_cond_frames < 2:
@@ -142,7 +142,9 @@ class StreamingPredictor:
         if compile:
             if self.device.type != "cuda":
                 raise ValueError("compile=True is for CUDA devices; on CPU leave it off")
-            self._encode = torch.compile(self.model.encode, mode="max-autotune-no-cudagraphs")
+            # True: max-autotune (best steady state, long first-call tuning); a string: that mode
+            mode = "max-autotune-no-cudagraphs" if compile is True else str(compile)
+            self._encode = torch.compile(self.model.encode, mode=mode, dynamic=False)
         self._warned_resize = False
         self.reset()
 

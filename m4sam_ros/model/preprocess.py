@@ -21,7 +21,7 @@ def normalize_rgb(x01: torch.Tensor) -> torch.Tensor:
     return (x01 - mean) / std
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] == (size, size):
         return x
     down = x.shape[-2] > size or x.shape[-1] > size
@@ -36,7 +36,7 @@ def rgb_to_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
     if rgb.dtype == np.uint8:
         x = x / 255.0
-    x = _resize(x, size).clamp_(0.0, 1.0)
+    x = resize_square(x, size).clamp_(0.0, 1.0)
     return normalize_rgb(x)
 
 
@@ -46,7 +46,7 @@ def depth_to_tensor(depth01: np.ndarray, size: int) -> torch.Tensor:
         raise ValueError(f"expected HxW depth, got shape {depth01.shape}")
     x = torch.from_numpy(np.ascontiguousarray(depth01, dtype=np.float32))[None, None]
     x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return _resize(x, size).clamp_(0.0, 1.0)
+    return resize_square(x, size).clamp_(0.0, 1.0)
 
 
 def depth_to_rgb_input(depths: torch.Tensor) -> torch.Tensor:
