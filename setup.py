@@ -16,7 +16,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["configs/*.yaml", "assets/*"]},
+    package_data={PACKAGE: ["configs/*.yaml", "recipes/*.yaml", "assets/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -41,6 +41,8 @@ setup(
             "m4sam-bench = m4sam_ros.bench:main",
             "m4sam-synth = m4sam_ros.data.synth:main",
             "m4sam-heldout = m4sam_ros.heldout:main",
+            "m4sam-delivery-bench = m4sam_ros.ros.delivery_bench:main",
+            "m4sam-soak = m4sam_ros.ros.soak_bench:main",
         ],
     },
 )

@@ -37,7 +37,7 @@ def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"the photo textures need the installed package {package!r} (a dependency of "
-                                "pysodmetrics/matplotlib): pip install -r requirements.txt")
+                                "pysodmetrics/matplotlib): pip install -r requirements-runtime.txt")
     return Path(list(spec.submodule_search_locations)[0])
 
 

@@ -254,13 +254,16 @@ try:
         BoundingBox2D,
         Detection2D,
         Detection2DArray,
+        Detection3D,
+        Detection3DArray,
         ObjectHypothesisWithPose,
     )
 
     HAVE_VISION_MSGS = True
     BACKENDS["vision_msgs"] = "ros"
 except ImportError:
-    BoundingBox2D = Detection2D = Detection2DArray = ObjectHypothesisWithPose = None  # type: ignore[misc]
+    BoundingBox2D = Detection2D = Detection2DArray = Detection3D = Detection3DArray = None  # type: ignore[misc]
+    ObjectHypothesisWithPose = None  # type: ignore[misc]
     HAVE_VISION_MSGS = False
     BACKENDS["vision_msgs"] = "missing"
 
@@ -295,7 +298,8 @@ def _pixel_layout(encoding: str) -> tuple[str, int, int]:
 
 __all__ = [
     "BACKENDS", "HAVE_VISION_MSGS", "OPTIONAL_PACKAGES", "STANDINS_ENV", "ApproximateTimeSynchronizer",
-    "BoundingBox2D", "CvBridge", "CvBridgeError", "Detection2D", "Detection2DArray",
+    "BoundingBox2D", "CvBridge", "CvBridgeError", "Detection2D", "Detection2DArray", "Detection3D",
+    "Detection3DArray",
     "ObjectHypothesisWithPose", "StandInApproximateTimeSynchronizer", "StandInSubscriber", "Subscriber",
     "cloud_xyz", "create_cloud_xyz32", "forced_standins", "image_problem", "standin_create_cloud_xyz32",
     "stamp_to_ns",

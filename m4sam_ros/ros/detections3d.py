@@ -21,22 +21,19 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from m4sam_ros.boxes3d import Box3DDetection, Camera, DepthUnitsError, boxes_3d
+
+# vision_msgs 4.x (rosidl-generated, from a ROS install) or None: compat decides, so that
+# M4SAM_ROS_STANDINS=vision_msgs takes this module down the same path as a pip-only install
+from m4sam_ros.ros.compat import (
+    HAVE_VISION_MSGS,
+    Detection2D,
+    Detection2DArray,
+    Detection3D,
+    Detection3DArray,
+    ObjectHypothesisWithPose,
+)
 from m4sam_ros.tracking import OverlapTracker
 from m4sam_ros.visualize import DEFAULT_COLOR
-
-try:  # vision_msgs 4.x: from a ROS install (rosidl-generated); missing on a pip-only install
-    from vision_msgs.msg import (
-        Detection2D,
-        Detection2DArray,
-        Detection3D,
-        Detection3DArray,
-        ObjectHypothesisWithPose,
-    )
-
-    HAVE_VISION_MSGS = True
-except ImportError:  # pragma: no cover - exercised where vision_msgs is absent
-    Detection2D = Detection2DArray = Detection3D = Detection3DArray = ObjectHypothesisWithPose = None  # type: ignore[misc]
-    HAVE_VISION_MSGS = False
 
 #: class_id of every detection: the model finds "the salient object", it has no classes.
 CLASS_ID = "salient"

@@ -30,7 +30,6 @@ from visualization_msgs.msg import MarkerArray
 from m4sam_ros.ros import (
     compat,
     control,
-    detections3d,
     diagnostics,
     inputs,
     model_loader,
@@ -61,7 +60,7 @@ OUTPUTS: dict[str, tuple[str, Any, str]] = {
     "markers": ("~/markers", MarkerArray, "publish_markers"),
     "points": ("~/object_points", PointCloud2, "publish_points"),
     "detections": ("~/detections", compat.Detection2DArray, "publish_detections"),
-    "detections_3d": ("~/detections_3d", detections3d.Detection3DArray if compat.HAVE_VISION_MSGS else None,
+    "detections_3d": ("~/detections_3d", compat.Detection3DArray,
                       "publish_detections_3d"),
 }
 #: the camera inputs by side (relative names; remap them like any topic)
