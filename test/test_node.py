@@ -455,7 +455,7 @@ def expected_reason(color: Image, depth: Image) -> str:
     """The reason a pair must be refused with, worked out here from REP 118 and not by the node's
     code: the first broken rule, colour before depth."""
     for name, msg, allowed in (("color", color, ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")),
-                               ("depth", depth, ("16UC1", "32FC1"))):
+                               ("depth", depth, ("16UC1", "mono16", "32FC1"))):  # mono16 = 16UC1 (mm)
         if msg.encoding not in allowed:
             return f"{name}_unsupported_encoding"
         if msg.height == 0 or msg.width == 0:
@@ -577,7 +577,7 @@ def test_fuzzed_messages_are_refused_for_their_specific_reason(fuzz_harness, c, 
     time.sleep(0.02)
     delta = {k: v - before.get(k, 0) for k, v in h.node.stats.rejected.items() if v != before.get(k, 0)}
     if want == "invalid_depth" and h.node.stats.processed > processed:  # random depth with a valid pixel
-        assert delta == {} and depth.encoding in ("16UC1", "32FC1")
+        assert delta == {} and depth.encoding in ("16UC1", "mono16", "32FC1")
     else:
         assert delta == {want: 1}, (want, delta, color.encoding, depth.encoding)
     assert h.node.worker.alive()
