@@ -154,10 +154,15 @@ class PredictorRunner:
         self.extra = ckpt.get("extra", {})
 
     def schedule(self, video: Video, clip_len: int) -> list[tuple[int, bool]]:
-        """(frame index, reset before it) in feeding order, as the protocol prescribes."""
+        """(frame index, reset before it) in feeding order, as the protocol prescribes.
+
+        Paper protocol: clips of ``clip_len`` annotated frames; ``clip_len`` <= 0 makes the whole
+        video one clip (one reset at its start)."""
         if self.protocol == "streaming":
             return [(i, i == 0) for i in range(len(video))]
         annotated = [i for i in range(len(video)) if video.has_gt(i)]
+        if clip_len <= 0:
+            return [(i, k == 0) for k, i in enumerate(annotated)]
         return [(i, k % clip_len == 0) for k, i in enumerate(annotated)]
 
     def run(self, video: Video, clip_len: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:

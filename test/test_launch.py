@@ -319,8 +319,10 @@ def test_realsense_launch_with_the_real_rs_launch(prefix, tmp_path):
     assert run.detections, "no Detection2DArray on /robot1/m4sam/detections"
     dets = run.detections[-1]
     assert dets.header.frame_id == "cam1_color_optical_frame"
-    for i, det in enumerate(dets.detections):
-        assert det.id == str(i) and det.header == dets.header
+    ids = [det.id for det in dets.detections]
+    assert len(set(ids)) == len(ids) and all(i.isdigit() for i in ids), ids  # stable tracker ids
+    for det in dets.detections:
+        assert det.header == dets.header
         assert 0 < det.bbox.size_x <= 160 and 0 < det.bbox.size_y <= 120
         assert 0 <= det.bbox.center.position.x <= 160 and 0 <= det.bbox.center.position.y <= 120
         assert len(det.results) == 1 and det.results[0].hypothesis.class_id
