@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from m4sam_ros.model import build_m4sam, load_m4sam_checkpoint
+from m4sam_ros.model.build import load_config
 from m4sam_ros.model.gmlff import GMLFF, TopDownHead
 
 CHANNELS = [16, 32, 64, 128]
@@ -65,8 +66,10 @@ def test_topdown_head_sides_and_gradients():
 def test_head_type_from_config():
     cfg_model = build_m4sam("m4sam_hiera_t", image_size=64)
     assert isinstance(cfg_model.head, TopDownHead) and cfg_model.head_type == "topdown"
-    demo = build_m4sam("m4sam_demo")
-    assert demo.head_type == "conv"
+    demo = build_m4sam("m4sam_demo")  # the bundled demo model was retrained with the top-down head
+    assert isinstance(demo.head, TopDownHead) and demo.head_type == "topdown"
+    conv = build_m4sam(load_config("m4sam_demo") | {"head": {"type": "conv", "hidden": 16}})
+    assert conv.head_type == "conv" and not isinstance(conv.head, TopDownHead)
 
 
 def test_bundled_demo_model_still_loads_and_runs():

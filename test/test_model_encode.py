@@ -206,7 +206,8 @@ def test_demo_trains_in_full():
     model = build_m4sam("m4sam_demo").train()
     x, d = torch.randn(1, 2, 3, 128, 128), torch.rand(1, 2, 1, 128, 128)
     out = model.forward_clip(x, d)
-    (out["coarse_logits"].mean() + out["memory_logits"].mean() + out["aux_loss"]).backward()
+    sides = sum(s.mean() for s in out["side_logits"])  # the top-down head's deep supervision
+    (out["coarse_logits"].mean() + out["memory_logits"].mean() + sides + out["aux_loss"]).backward()
     trunk = model.sam.image_encoder.trunk
     assert all(p.grad is not None for p in trunk.blocks[0].attn.qkv.parameters())
     missing = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None}

@@ -8,6 +8,7 @@ import torch
 
 from m4sam_ros.losses import clip_loss
 from m4sam_ros.model import build_m4sam
+from m4sam_ros.model.build import load_config
 from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
 
 S = 64
@@ -101,7 +102,7 @@ def test_cond_select_per_sample_and_endless_num_frames(model, monkeypatch):
 
 
 def test_side_logits_and_conv_head():
-    """topdown (benchmark configs): two side outputs at full size; conv (demo): none."""
+    """topdown (benchmark configs, demo): two side outputs at full size; conv: none."""
     torch.manual_seed(0)
     x, d, gts = _clip()
     topdown = build_m4sam("m4sam_hiera_t", image_size=S).train()
@@ -109,6 +110,6 @@ def test_side_logits_and_conv_head():
     assert [s.shape for s in out["side_logits"]] == [(1, 2, 1, S, S)] * 2
     clip_loss(out, gts, torch.ones(1, 2, dtype=torch.bool))["total"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in topdown.head.parameters())
-    conv = build_m4sam("m4sam_demo").train()
+    conv = build_m4sam(load_config("m4sam_demo") | {"head": {"type": "conv", "hidden": 16}}).train()
     out = conv.forward_clip(torch.randn(1, 2, 3, 128, 128), torch.rand(1, 2, 1, 128, 128))
     assert out["side_logits"] == []

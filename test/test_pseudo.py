@@ -60,10 +60,12 @@ def test_predictor_conditions_on_the_shared_rule_never_empty():
     import numpy as np
 
     from m4sam_ros.model import build_m4sam
+    from m4sam_ros.model.build import load_config
     from m4sam_ros.predictor import StreamingPredictor
 
     torch.manual_seed(0)
-    model = build_m4sam("m4sam_demo")
+    # the conv head: its random map varies across the image, so the relative threshold picks a part
+    model = build_m4sam(load_config("m4sam_demo") | {"head": {"type": "conv", "hidden": 16}})
     with torch.no_grad():
         model.head.body[-1].bias.fill_(-30.0)  # sigmoid(coarse) ~ 0 everywhere
     p = StreamingPredictor(model, reinit_cut_threshold=-1.0)
