@@ -125,26 +125,33 @@ def _encoding_for(arr: np.ndarray) -> str:
 
 
 # --------------------------------------------------------------------- message_filters stand-ins
-class StandInSubscriber:
-    """message_filters.Subscriber: a subscription whose messages go to registered callbacks."""
+class _StandInFilter:
+    """message_filters.SimpleFilter: callbacks registered by id, each called with the output."""
 
-    def __init__(self, node: Any, msg_type: Any, topic: str, **kwargs: Any) -> None:
-        self.node = node
-        self.topic = topic
+    def __init__(self) -> None:
         self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
-        kwargs.setdefault("qos_profile", 10)
-        self.sub = node.create_subscription(msg_type, topic, self.callback, **kwargs)
 
     def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
-        """Adds a callback (called with the message, then ``args``); returns its connection id."""
+        """Adds a callback (called with the output, then ``args``); returns its connection id."""
         conn = len(self.callbacks)
         self.callbacks[conn] = (cb, args)
         return conn
 
     def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
-        """Hands ``msg`` to every registered callback."""
+        """Hands ``msg`` (one message, or one per input) to every registered callback."""
         for cb, args in list(self.callbacks.values()):
             cb(*(msg + args))
+
+
+class StandInSubscriber(_StandInFilter):
+    """message_filters.Subscriber: a subscription whose messages go to registered callbacks."""
+
+    def __init__(self, node: Any, msg_type: Any, topic: str, **kwargs: Any) -> None:
+        super().__init__()
+        self.node = node
+        self.topic = topic
+        kwargs.setdefault("qos_profile", 10)
+        self.sub = node.create_subscription(msg_type, topic, self.callback, **kwargs)
 
     def callback(self, msg: Any) -> None:
         """The subscription's callback."""
@@ -160,28 +167,17 @@ class StandInSubscriber:
         return getattr(self.sub, key)
 
 
-class StandInApproximateTimeSynchronizer:
+class StandInApproximateTimeSynchronizer(_StandInFilter):
     """message_filters.ApproximateTimeSynchronizer(fs, queue_size, slop) on ApproximateTimePairer."""
 
     def __init__(self, fs: Sequence[Any], queue_size: int, slop: float,
                  allow_headerless: bool = False) -> None:
+        super().__init__()
         self.queue_size = int(queue_size)
         self.slop = float(slop)
         self.allow_headerless = allow_headerless
-        self.callbacks: dict[int, tuple[Callable[..., None], tuple[Any, ...]]] = {}
         self.pairer = ApproximateTimePairer(len(fs), queue_size, slop, callback=self.signalMessage)
         self.input_connections = [f.registerCallback(self.add, None, i) for i, f in enumerate(fs)]
-
-    def registerCallback(self, cb: Callable[..., None], *args: Any) -> int:  # noqa: N802 - real API
-        """Adds a callback (called with one message per input, then ``args``)."""
-        conn = len(self.callbacks)
-        self.callbacks[conn] = (cb, args)
-        return conn
-
-    def signalMessage(self, *msg: Any) -> None:  # noqa: N802 - real API
-        """Hands a matched set to every registered callback."""
-        for cb, args in list(self.callbacks.values()):
-            cb(*(msg + args))
 
     def add(self, msg: Any, my_queue: Any = None, my_queue_index: int | None = None) -> None:
         """Offers one message of input ``my_queue_index``; headerless messages are ignored."""
