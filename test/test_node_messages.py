@@ -4,6 +4,7 @@ rosbags messages (the bag tool writes the same bytes the node publishes)."""
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from rosbags.typesys import Stores, get_typestore
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
@@ -11,6 +12,7 @@ from visualization_msgs.msg import Marker
 from m4sam_ros.geometry import Box3D
 from m4sam_ros.image_codec import image_to_numpy
 from m4sam_ros.ros import compat, messages
+from m4sam_ros.ros.detections3d import detection2d_array
 
 
 @dataclass
@@ -45,10 +47,13 @@ def test_mask_saliency_overlay_messages():
 def test_detections_fields():
     """vision_msgs 4.x Detection2DArray: centre, size, class 'salient' and score per box, the header
     on the array and every detection; None only where vision_msgs is not installed."""
-    det = messages.detections_msg([Box(4, 3, 10, 7, 0.7), Box(0, 0, 2, 1, 0.25)], _hdr())
+    boxes = [Box(4, 3, 10, 7, 0.7), Box(0, 0, 2, 1, 0.25)]
     if not compat.HAVE_VISION_MSGS:
-        assert det is None and compat.Detection2DArray is None
+        with pytest.raises(ImportError):
+            detection2d_array(boxes, [0, 1], _hdr())
+        assert compat.Detection2DArray is None
         return
+    det = detection2d_array(boxes, [0, 1], _hdr())  # the builder the node publishes with
     assert isinstance(det, compat.Detection2DArray) and det.header == _hdr() and len(det.detections) == 2
     d0, d1 = det.detections
     assert d0.header == _hdr() and d0.id == "0" and d1.id == "1"
@@ -56,7 +61,7 @@ def test_detections_fields():
     assert (d1.bbox.center.position.x, d1.bbox.center.position.y, d1.bbox.size_x, d1.bbox.size_y) == (1.0, 0.5, 2.0, 1.0)
     assert [(r.hypothesis.class_id, round(r.hypothesis.score, 6)) for r in d0.results] == [("salient", 0.7)]
     assert [(r.hypothesis.class_id, r.hypothesis.score) for r in d1.results] == [("salient", 0.25)]
-    assert messages.detections_msg([], _hdr()).detections == []
+    assert detection2d_array([], [], _hdr()).detections == []
 
 
 def test_image_builders_make_rosbags_messages_too():

@@ -22,9 +22,6 @@ from m4sam_ros.image_codec import numpy_to_image
 from m4sam_ros.ros import compat
 from m4sam_ros.visualize import DEFAULT_COLOR, render_overlay
 
-#: class_id of every detection: the model finds "the salient object", it has no classes.
-CLASS_ID = "salient"
-
 
 def rclpy_image(**fields: Any) -> Image:
     """Factory for ``numpy_to_image``: rclpy's Image with ``data`` set as bytes (fast path)."""
@@ -57,25 +54,6 @@ def overlay_msg(rgb: np.ndarray, mask: np.ndarray, boxes: Sequence[Any], header:
                 factory: Callable[..., Any] = rclpy_image) -> Any:
     """``~/overlay``: rgb8 tint of the mask plus the 2D boxes and their scores."""
     return image_msg(render_overlay(rgb, mask, boxes, alpha=alpha), "rgb8", header, factory)
-
-
-def detections_msg(boxes: Sequence[Any], header: Any) -> Any | None:
-    """``~/detections``: vision_msgs 4.x Detection2DArray, or None when vision_msgs is missing."""
-    if not compat.HAVE_VISION_MSGS:
-        return None
-    out = compat.Detection2DArray(header=header)
-    for i, b in enumerate(boxes):
-        det = compat.Detection2D(header=header, id=str(i))
-        det.bbox.center.position.x = (float(b.x0) + float(b.x1)) / 2
-        det.bbox.center.position.y = (float(b.y0) + float(b.y1)) / 2
-        det.bbox.size_x = float(b.x1) - float(b.x0)
-        det.bbox.size_y = float(b.y1) - float(b.y0)
-        hyp = compat.ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = CLASS_ID
-        hyp.hypothesis.score = float(b.score)
-        det.results.append(hyp)
-        out.detections.append(det)
-    return out
 
 
 def markers_msg(boxes3d: Sequence[Box3D], header: Any, lifetime_s: float = 0.5,

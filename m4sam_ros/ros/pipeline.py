@@ -160,10 +160,6 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
         out["saliency"] = messages.saliency_msg(result.saliency, header)
     if "overlay" in wanted:
         out["overlay"] = messages.overlay_msg(rgb, result.mask, result.boxes, header, settings.overlay_alpha)
-    if "detections" in wanted:
-        det = messages.detections_msg(result.boxes, header)
-        if det is not None:
-            out["detections"] = det
     want_markers, want_points = "markers" in wanted, "points" in wanted
     if not (want_markers or want_points) or camera_info is None:
         return out, None
