@@ -194,6 +194,17 @@ def test_enable_pauses_keeps_the_model_and_resumes_with_new_ids(make):
     assert values["enabled"] == "true" and not st.message.startswith("paused")
 
 
+def settled(h, count, quiet=1.0, timeout=20.0):
+    """Wait until ``count()`` has not changed for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "the count never settled"
+        time.sleep(0.05)
+        if (now := count()) != last:
+            last, since = now, time.monotonic()
+
+
 def test_max_rate_caps_processing_on_the_running_node(make):
     h = make(diagnostics_period=0.1)
     h.start()
@@ -204,24 +215,27 @@ def test_max_rate_caps_processing_on_the_running_node(make):
         t = T0 + i * FRAME_NS
         h.send(color_msg(rgb, "rgb8", header(t)), depth_msg(depth, "16UC1", header(t)))
         time.sleep(max(0.0, t_first + (i + 1) / 30 - time.monotonic()))
-    h.wait_for(lambda: h.node.stats.pairs_in >= 70, "pairs")
-    time.sleep(0.5)
+    # KEEP_LAST input queues may overwrite a few messages on a loaded 2-core runner: wait until
+    # the pair count settles instead of for a fixed number of the 75
+    settled(h, lambda: h.node.stats.pairs_in)
     span = time.monotonic() - t_first
     s = h.node.stats
     admitted = s.pairs_in - s.rate_limited
+    assert s.pairs_in >= 45, f"only {s.pairs_in} of 75 pairs reached the node"
     assert admitted <= 4 * span + 1, f"{admitted} pairs admitted in {span:.2f} s at max_rate 4"
-    assert admitted >= 6 and s.rate_limited >= s.pairs_in - admitted and s.rate_limited > 50
+    assert admitted >= 6 and s.rate_limited > s.pairs_in // 2
     assert s.processed <= admitted
     _, values = diag_values(h)
     assert values["max_rate_hz"] == "4.000" and int(values["skipped_rate_limit"]) == s.rate_limited
     # 0 lifts the cap
     assert h.node.set_parameters([Parameter("max_rate", value=0.0)])[0].successful
-    before = s.rate_limited
+    before, pairs_before = s.rate_limited, s.pairs_in
     for i in range(75, 85):
         h.send(color_msg(rgb, "rgb8", header(T0 + i * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + i * FRAME_NS)))
         time.sleep(1 / 30)
-    h.wait_for(lambda: s.pairs_in >= 80, "pairs without a cap")
-    assert s.rate_limited == before
+    h.wait_for(lambda: s.pairs_in > pairs_before, "pairs without a cap")
+    settled(h, lambda: s.pairs_in)
+    assert s.pairs_in - pairs_before >= 5 and s.rate_limited == before
     assert not h.node.set_parameters([Parameter("max_rate", value=-1.0)])[0].successful
 
 
