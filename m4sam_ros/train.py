@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (checkpoints, log, loss curve)")
     p.add_argument("--resume", help="run folder to continue; same arguments as the run that made it")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights; without them the base is random")
+    p.add_argument("--init", help="fine-tune: start from this M4-SAM checkpoint's weights (same model config; "
+                   "a fresh optimiser and schedule, unlike --resume)")
     p.add_argument("--image-size", type=int, help="override the config's image size (multiple of 32)")
     p.add_argument("--steps", type=int, help="optimiser steps (default: --epochs worth)")
     p.add_argument("--epochs", type=int, default=30)
@@ -123,7 +125,9 @@ def model_config(args: argparse.Namespace) -> str | dict[str, Any]:
 def _announce(args: argparse.Namespace, model: torch.nn.Module, procs: Processes, groups: list, n_videos: int,
               n_clips: int, total: int, step: int, run: Path) -> None:
     report = parameter_report(model)
-    if args.sam2_checkpoint:
+    if args.init:
+        base = f"weights from --init {args.init} (fine-tuning)"
+    elif args.sam2_checkpoint:
         base = f"SAM2 base from {args.sam2_checkpoint}"
     else:
         base = "no --sam2-checkpoint: the SAM2 base is random-initialised" + (
@@ -151,8 +155,9 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed + procs.rank)  # after data generation: the weights never depend on it
     random.seed(args.seed + procs.rank)
     np.random.seed(args.seed + procs.rank)
+    # --init weights are loaded over the built model; a resumed run's own unit replaces them below
     model = build_m4sam(model_config(args), sam2_checkpoint=args.sam2_checkpoint, device=str(procs.device),
-                        image_size=args.image_size)
+                        image_size=args.image_size, m4sam_checkpoint=None if args.resume else args.init)
     model.train()
     dataset = build_dataset(args, videos, model.image_size)
     sampler = build_sampler(args, dataset, procs)

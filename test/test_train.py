@@ -262,3 +262,25 @@ def test_malicious_train_state_is_refused_in_one_line(interrupted_run: Path, dat
     err = capsys.readouterr().err.strip()
     assert err.startswith("m4sam-train: error: ") and "refused to load" in err
     assert "\n" not in err and "Traceback" not in err and not (tmp_path / "pwned").exists()
+
+
+def test_init_fine_tunes_from_a_checkpoint(interrupted_run: Path, data_root: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """--init starts from a checkpoint's weights (at a vanishing lr they come out unchanged) with a
+    fresh schedule; a checkpoint of another config is a one-line error."""
+    tiny_lr = ("--lr-heads", "1e-12", "--lr-adapters", "1e-12", "--lr-memory", "1e-12")
+    run = tmp_path / "ft"
+    init = interrupted_run / "checkpoint.pt"
+    assert train_main([*_args(data_root, run, 1, *tiny_lr), "--init", str(init)]) == 0
+    assert "weights from --init" in capsys.readouterr().out
+    assert [r["step"] for r in _log(run)] == [1]  # a fresh schedule, not the init run's step 3
+    start, tuned = build_m4sam("m4sam_demo", image_size=int(SIZE)), build_m4sam("m4sam_demo", image_size=int(SIZE))
+    load_m4sam_checkpoint(start, init)
+    load_m4sam_checkpoint(tuned, run / "checkpoint.pt")
+    diffs = [float((a - b).detach().abs().max()) for a, b in zip(start.parameters(), tuned.parameters(), strict=True)]
+    assert max(diffs) < 1e-6
+    torch.manual_seed(3407)  # what the run would have started from without --init
+    scratch = build_m4sam("m4sam_demo", image_size=int(SIZE))
+    assert max(float((a - b).detach().abs().max()) for a, b in zip(scratch.parameters(), tuned.parameters(), strict=True)) > 1e-3
+    assert train_main([*_args(data_root, tmp_path / "bad", 1), "--config", "m4sam_hiera_t", "--init", str(init)]) == 2
+    assert "another model config" in capsys.readouterr().err
