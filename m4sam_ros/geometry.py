@@ -7,9 +7,8 @@ offline. Points are in the camera's optical frame (x right, y down, z forward), 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -44,16 +43,6 @@ class Intrinsics:
         sx, sy = width / self.width, height / self.height
         return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5,
                           (self.cy + 0.5) * sy - 0.5, width, height)
-
-
-@dataclass(frozen=True)
-class Box3D:
-    """Axis-aligned box in the camera frame: centre and edge lengths (metres)."""
-
-    center: tuple[float, float, float]
-    size: tuple[float, float, float]
-    num_points: int
-    score: float | None = None
 
 
 def depth_to_metres(depth: np.ndarray, mm_scale: float = 0.001) -> np.ndarray:
@@ -92,40 +81,3 @@ def backproject(mask: np.ndarray, depth_m: np.ndarray, intr: Intrinsics, stride:
     x = (u - np.float32(intr.cx)) * z / np.float32(intr.fx)
     y = (v - np.float32(intr.cy)) * z / np.float32(intr.fy)
     return np.stack([x, y, z], axis=1).astype(np.float32)
-
-
-def box_from_points(points: np.ndarray, trim: float = 0.02, min_points: int = 10,
-                    score: float | None = None) -> Box3D | None:
-    """Robust axis-aligned box of a point set: the ``trim`` .. 1-``trim`` quantiles per axis, so
-    the flying pixels at depth edges do not stretch it. None with fewer than ``min_points``."""
-    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
-    if len(pts) < max(min_points, 1):
-        return None
-    lo = np.quantile(pts, trim, axis=0)
-    hi = np.quantile(pts, 1.0 - trim, axis=0)
-    centre = (lo + hi) / 2
-    size = np.maximum(hi - lo, 1e-3)
-    return Box3D(tuple(float(c) for c in centre), tuple(float(s) for s in size), int(len(pts)), score)
-
-
-def object_boxes_3d(mask: np.ndarray, depth_m: np.ndarray, intr: Intrinsics, boxes2d: Iterable[Any] = (),
-                    stride: int = 2, max_depth: float = float("inf"), trim: float = 0.02,
-                    min_points: int = 10) -> list[Box3D]:
-    """One 3D box per 2D box (salient pixels inside it); the whole mask as one box when there are
-    no 2D boxes. Boxes with too few valid depth points are left out."""
-    out: list[Box3D] = []
-    boxes = list(boxes2d)
-    if not boxes:
-        b = box_from_points(backproject(mask, depth_m, intr, stride, max_depth), trim, min_points)
-        return [b] if b is not None else []
-    for box in boxes:
-        if hasattr(box, "x0"):
-            region = (box.x0, box.y0, box.x1, box.y1)
-            score = getattr(box, "score", None)
-        else:
-            region, score = tuple(box[:4]), (box[4] if len(box) > 4 else None)
-        pts = backproject(mask, depth_m, intr, stride, max_depth, tuple(int(round(v)) for v in region))
-        b = box_from_points(pts, trim, min_points, None if score is None else float(score))
-        if b is not None:
-            out.append(b)
-    return out

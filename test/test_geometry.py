@@ -3,13 +3,7 @@
 import numpy as np
 import pytest
 
-from m4sam_ros.geometry import (
-    Intrinsics,
-    backproject,
-    box_from_points,
-    depth_to_metres,
-    object_boxes_3d,
-)
+from m4sam_ros.geometry import Intrinsics, backproject, depth_to_metres
 
 INTR = Intrinsics(fx=100.0, fy=100.0, cx=79.5, cy=59.5, width=160, height=120)
 
@@ -40,11 +34,10 @@ def test_patch_comes_back_as_box():
     depth, mask = _fronto_parallel_patch()
     pts = backproject(mask, depth_to_metres(depth), INTR)
     assert len(pts) > 100 and np.allclose(pts[:, 2], 2.0)
-    box = box_from_points(pts, trim=0.0)
-    assert box is not None
-    assert box.center[0] == pytest.approx(0.4, abs=0.03) and box.center[1] == pytest.approx(0.1, abs=0.03)
-    assert box.center[2] == pytest.approx(2.0, abs=1e-3)
-    assert box.size[0] == pytest.approx(0.4, abs=0.05) and box.size[1] == pytest.approx(0.4, abs=0.05)
+    centre, size = (pts.min(0) + pts.max(0)) / 2, pts.max(0) - pts.min(0)
+    assert centre[0] == pytest.approx(0.4, abs=0.03) and centre[1] == pytest.approx(0.1, abs=0.03)
+    assert centre[2] == pytest.approx(2.0, abs=1e-3)
+    assert size[0] == pytest.approx(0.4, abs=0.05) and size[1] == pytest.approx(0.4, abs=0.05)
 
 
 def test_invalid_depth_and_far_points_are_left_out():
@@ -54,21 +47,6 @@ def test_invalid_depth_and_far_points_are_left_out():
     assert len(backproject(mask, dm, INTR)) == int((depth > 0).sum())
     assert len(backproject(mask, dm, INTR, max_depth=1.5)) == 0
     assert len(backproject(mask, dm, INTR, stride=2)) < int((depth > 0).sum()) / 3
-    assert box_from_points(np.zeros((3, 3)), min_points=10) is None
-
-
-def test_one_box_per_2d_box_with_scores():
-    d1, m1 = _fronto_parallel_patch(z=2.0, x0=-0.7, size=0.3)
-    d2, m2 = _fronto_parallel_patch(z=1.0, x0=0.1, size=0.2)
-    depth, mask = np.maximum(d1, d2), np.maximum(m1, m2)
-    ys1, xs1 = np.nonzero(m1)
-    ys2, xs2 = np.nonzero(m2)
-    boxes2d = [(xs1.min(), ys1.min(), xs1.max(), ys1.max(), 0.8), (xs2.min(), ys2.min(), xs2.max(), ys2.max(), 0.6)]
-    out = object_boxes_3d(mask, depth_to_metres(depth), INTR, boxes2d, stride=1, min_points=5)
-    assert [round(b.center[2], 3) for b in out] == [2.0, 1.0]
-    assert [b.score for b in out] == [0.8, 0.6]
-    whole = object_boxes_3d(mask, depth_to_metres(depth), INTR, [], stride=1, min_points=5, trim=0.0)
-    assert len(whole) == 1 and whole[0].size[2] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_intrinsics_from_k_and_scaling():

@@ -9,10 +9,10 @@ from rosbags.typesys import Stores, get_typestore
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from m4sam_ros.geometry import Box3D
+from m4sam_ros.boxes3d import Box3DDetection
 from m4sam_ros.image_codec import image_to_numpy
 from m4sam_ros.ros import compat, messages
-from m4sam_ros.ros.detections3d import detection2d_array
+from m4sam_ros.ros.detections3d import detection2d_array, markers_with_ids
 
 
 @dataclass
@@ -78,11 +78,13 @@ def test_image_builders_make_rosbags_messages_too():
 
 
 def test_markers_and_points():
-    boxes = [Box3D((0.1, 0.2, 1.5), (0.3, 0.4, 0.2), 100, 0.9), Box3D((0.0, 0.0, 2.0), (0.1, 0.1, 0.1), 50)]
-    arr = messages.markers_msg(boxes, _hdr(), lifetime_s=0.25)
+    boxes = [Box3DDetection((0.1, 0.2, 1.5), (0.3, 0.4, 0.2), 100, 0.9, (0, 0, 4, 4), 0),
+             Box3DDetection((0.0, 0.0, 2.0), (0.1, 0.1, 0.1), 50, 0.5, (5, 5, 8, 8), 1)]
+    arr = markers_with_ids(boxes, [7, 3], _hdr(), lifetime_s=0.25)
     assert arr.markers[0].action == Marker.DELETEALL
-    cubes = arr.markers[1:]
-    assert [c.id for c in cubes] == [0, 1] and all(c.type == Marker.CUBE for c in cubes)
+    cubes = [m for m in arr.markers[1:] if m.type == Marker.CUBE]
+    labels = [m for m in arr.markers[1:] if m.type == Marker.TEXT_VIEW_FACING]
+    assert [c.id for c in cubes] == [7, 3] and [t.text for t in labels] == ["id 7", "id 3"]
     assert cubes[0].pose.position.z == 1.5 and cubes[0].scale.y == 0.4 and cubes[0].header == _hdr()
     assert cubes[0].lifetime.sec == 0 and cubes[0].lifetime.nanosec == 250_000_000
     assert cubes[0].pose.orientation.w == 1.0 and 0 < cubes[0].color.a <= 1

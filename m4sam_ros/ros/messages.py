@@ -11,16 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from sensor_msgs.msg import Image, PointCloud2
-from std_msgs.msg import ColorRGBA
-from visualization_msgs.msg import Marker, MarkerArray
 
-from m4sam_ros.geometry import Box3D
 from m4sam_ros.image_codec import numpy_to_image
 from m4sam_ros.ros import compat
-from m4sam_ros.visualize import DEFAULT_COLOR, render_overlay
+from m4sam_ros.visualize import render_overlay
 
 
 def rclpy_image(**fields: Any) -> Image:
@@ -54,24 +49,6 @@ def overlay_msg(rgb: np.ndarray, mask: np.ndarray, boxes: Sequence[Any], header:
                 factory: Callable[..., Any] = rclpy_image) -> Any:
     """``~/overlay``: rgb8 tint of the mask plus the 2D boxes and their scores."""
     return image_msg(render_overlay(rgb, mask, boxes, alpha=alpha), "rgb8", header, factory)
-
-
-def markers_msg(boxes3d: Sequence[Box3D], header: Any, lifetime_s: float = 0.5,
-                color: Sequence[int] = DEFAULT_COLOR, alpha: float = 0.4, ns: str = "m4sam") -> MarkerArray:
-    """``~/markers``: DELETEALL (so boxes of the previous frame vanish), then one CUBE per box."""
-    arr = MarkerArray()
-    arr.markers.append(Marker(header=header, ns=ns, action=Marker.DELETEALL))
-    sec = int(lifetime_s)
-    life = Duration(sec=sec, nanosec=int(round((lifetime_s - sec) * 1e9)))
-    rgba = ColorRGBA(r=color[0] / 255.0, g=color[1] / 255.0, b=color[2] / 255.0, a=float(alpha))
-    for i, b in enumerate(boxes3d):
-        m = Marker(header=header, ns=ns, id=i, type=Marker.CUBE, action=Marker.ADD, lifetime=life,
-                   color=rgba, frame_locked=False)
-        m.pose = Pose(position=Point(x=b.center[0], y=b.center[1], z=b.center[2]),
-                      orientation=Quaternion(w=1.0))
-        m.scale = Vector3(x=b.size[0], y=b.size[1], z=b.size[2])
-        arr.markers.append(m)
-    return arr
 
 
 def points_msg(points: np.ndarray, header: Any) -> PointCloud2:

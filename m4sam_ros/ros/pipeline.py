@@ -150,9 +150,9 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
                     ) -> tuple[dict[str, Any], RejectedInput | None]:
     """Every wanted output of one result, keyed like the node's topics (``mask`` -> ``~/mask``).
 
-    Markers and points need ``camera_info``; without it they are left out. A camera_info that
-    cannot describe the image leaves them out too and is returned as the problem (the 2D outputs
-    are still good)."""
+    Points need ``camera_info``; without it they are left out. A camera_info that cannot describe
+    the image leaves them out too and is returned as the problem (the 2D outputs are still good).
+    The markers carry object ids and come from ``detections3d.labelled_outputs``."""
     out: dict[str, Any] = {}
     if "mask" in wanted:
         out["mask"] = messages.mask_msg(result.mask, header)
@@ -160,8 +160,7 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
         out["saliency"] = messages.saliency_msg(result.saliency, header)
     if "overlay" in wanted:
         out["overlay"] = messages.overlay_msg(rgb, result.mask, result.boxes, header, settings.overlay_alpha)
-    want_markers, want_points = "markers" in wanted, "points" in wanted
-    if not (want_markers or want_points) or camera_info is None:
+    if "points" not in wanted or camera_info is None:
         return out, None
     try:
         intr = geometry.Intrinsics.from_k(camera_info.k, camera_info.width, camera_info.height).scaled_to(
@@ -169,13 +168,8 @@ def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any
     except ValueError as exc:
         return out, RejectedInput("bad_camera_info", str(exc))
     depth_m = geometry.depth_to_metres(depth, settings.depth_scale)
-    if want_markers:
-        boxes3d = geometry.object_boxes_3d(result.mask, depth_m, intr, result.boxes, settings.points_stride,
-                                           settings.max_depth, min_points=settings.marker_min_points)
-        out["markers"] = messages.markers_msg(boxes3d, header, settings.marker_lifetime)
-    if want_points:
-        pts = geometry.backproject(result.mask, depth_m, intr, settings.points_stride, settings.max_depth)
-        out["points"] = messages.points_msg(pts, header)
+    pts = geometry.backproject(result.mask, depth_m, intr, settings.points_stride, settings.max_depth)
+    out["points"] = messages.points_msg(pts, header)
     return out, None
 
 
