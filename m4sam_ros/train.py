@@ -16,6 +16,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ from m4sam_ros.training.state import (
 )
 from m4sam_ros.training.step import StepRunner
 
-__all__ = ["CHECKPOINT", "LOG", "MIN_LR", "STATE", "TrainError", "build_parser", "cosine_lr_factor", "main",
-           "train"]
+__all__ = ["CHECKPOINT", "LOG", "MIN_LR", "STATE", "Session", "TrainError", "build_parser", "cosine_lr_factor", "main",
+           "run_steps", "set_up", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,8 +143,36 @@ def _announce(args: argparse.Namespace, model: torch.nn.Module, procs: Processes
         json.dump(vars(args) | {"base": base, "world_size": procs.world}, f, indent=1)
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Runs the training described by ``args``; returns the run folder."""
+@dataclass
+class Session:
+    """Everything one training run holds between steps (built by :func:`set_up`)."""
+
+    args: argparse.Namespace
+    procs: Processes
+    run: Path
+    model: torch.nn.Module
+    dataset: Any
+    sampler: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    runner: StepRunner
+    per_epoch: int
+    total_steps: int
+    step: int
+
+    def save(self) -> None:
+        """One atomic unit of weights + train state (rank 0), and the loss curve."""
+        if self.procs.rank == 0:
+            save_unit(self.run, self.model, {"optimizer": self.optimizer.state_dict(),
+                                             "scheduler": self.scheduler.state_dict(), "step": self.step,
+                                             "torch_rng": torch.get_rng_state()},
+                      extra={"args": json.dumps(vars(self.args))})
+            plot_loss_curve(self.run / LOG, self.run / "loss.png")
+
+
+def set_up(args: argparse.Namespace) -> Session:
+    """Processes, data, model (fresh, --init or --resume), optimiser and schedule, in the order
+    that keeps a resumed run on the same random stream as an uninterrupted one."""
     procs = init_processes(args.device, args.threads)
     run = Path(args.resume or args.out or "runs/m4sam")
     run.mkdir(parents=True, exist_ok=True)
@@ -182,57 +211,64 @@ def train(args: argparse.Namespace) -> Path:
             find_unused_parameters=True)
     runner = StepRunner(model, wrapped, optimizer, scheduler, procs.device, args.accum, args.seed, procs.rank,
                         args.gt_cond_prob, args.gt_cond_prob_end)
+    return Session(args, procs, run, model, dataset, sampler, optimizer, scheduler, runner, per_epoch,
+                   total_steps, step)
 
-    def save() -> None:
-        if procs.rank == 0:
-            save_unit(run, model, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                   "step": step, "torch_rng": torch.get_rng_state()},
-                      extra={"args": json.dumps(vars(args))})
-            plot_loss_curve(run / LOG, run / "loss.png")
 
+def run_steps(sess: Session) -> None:
+    """Steps until the schedule ends (or --time-limit / --stop-after cut it short), logging each
+    and saving every --save-every steps."""
     from tqdm import tqdm
 
-    started, first_step = time.monotonic(), step
-    bar = tqdm(total=total_steps, initial=step, disable=procs.rank != 0 or args.quiet, desc="m4sam-train")
-    log_file = open(run / LOG, "a") if procs.rank == 0 else None
+    args, rank = sess.args, sess.procs.rank
+    started, first_step = time.monotonic(), sess.step
+    bar = tqdm(total=sess.total_steps, initial=sess.step, disable=rank != 0 or args.quiet, desc="m4sam-train")
+    log_file = open(sess.run / LOG, "a") if rank == 0 else None
     try:
-        while step < total_steps:
-            epoch, offset = divmod(step, per_epoch)
-            sampler.set_epoch(epoch)
-            dataset.set_epoch(epoch)
+        while sess.step < sess.total_steps:
+            epoch, offset = divmod(sess.step, sess.per_epoch)
+            sess.sampler.set_epoch(epoch)
+            sess.dataset.set_epoch(epoch)
             # the loader's own generator: creating it must not draw from the global RNG (the gates'
             # noise), or a resumed run would diverge from an uninterrupted one
-            loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True,
-                                sampler=list(sampler)[offset * args.batch_size * args.accum:],
+            loader = DataLoader(sess.dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True,
+                                sampler=list(sess.sampler)[offset * args.batch_size * args.accum:],
                                 generator=torch.Generator().manual_seed(args.seed + epoch))
             batches = iter(loader)
-            while step < total_steps:
-                row = runner.run(batches, step, total_steps)
+            while sess.step < sess.total_steps:
+                row = sess.runner.run(batches, sess.step, sess.total_steps)
                 if row is None:
                     break
-                step += 1
+                sess.step += 1
                 bar.update(1)
                 if log_file:
-                    log_file.write(json.dumps({"step": step, **row}) + "\n")
+                    log_file.write(json.dumps({"step": sess.step, **row}) + "\n")
                     log_file.flush()
                     bar.set_postfix(loss=f"{row['total']:.3f}")
-                if step % args.save_every == 0:
-                    save()
+                if sess.step % args.save_every == 0:
+                    sess.save()
                 out_of_time = args.time_limit and time.monotonic() - started > 60 * args.time_limit
-                if out_of_time or (args.stop_after and step - first_step >= args.stop_after):
-                    total_steps = step  # stop here; the schedule state is saved for --resume
+                if out_of_time or (args.stop_after and sess.step - first_step >= args.stop_after):
+                    sess.total_steps = sess.step  # stop here; the schedule state is saved for --resume
     finally:
         bar.close()
         if log_file:
             log_file.close()
-    save()
-    if procs.rank == 0:
-        print(f"m4sam-train: done at step {step} in {time.monotonic() - started:.0f} s; wrote {run / CHECKPOINT}",
-              flush=True)
-    if procs.distributed:
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Runs the training described by ``args``; returns the run folder."""
+    sess = set_up(args)
+    started = time.monotonic()
+    run_steps(sess)
+    sess.save()
+    if sess.procs.rank == 0:
+        print(f"m4sam-train: done at step {sess.step} in {time.monotonic() - started:.0f} s; "
+              f"wrote {sess.run / CHECKPOINT}", flush=True)
+    if sess.procs.distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return run
+    return sess.run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
