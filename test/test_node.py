@@ -315,6 +315,30 @@ def test_runtime_threshold_switches_and_invalid_parameters(harness_factory):
     assert not res.successful and "best_effort" in res.reason
 
 
+def test_output_parameter_picks_the_branch(harness_factory):
+    """``output``: on a conditioning frame the memory branch returns the (binary) pseudo mask, while
+    the coarse head's map is soft: switching the parameter switches what ~/saliency carries."""
+    h = harness_factory()
+    h.start()
+    bridge = compat.CvBridge()
+
+    def soft_share(i):
+        rgb, depth = frame(i)
+        n = len(h.got["saliency"])
+        h.send(color_msg(rgb, "rgb8", header(T0 + i * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + i * FRAME_NS)))
+        wait_processed(h, n + 1, "saliency")
+        sal = bridge.imgmsg_to_cv2(h.got["saliency"][-1])
+        return float(((sal > 0.01) & (sal < 0.99)).mean())
+
+    assert h.node.predictor.output == "memory" and soft_share(0) < 0.2  # frame 0 conditions: binary
+    assert h.node.set_parameters([Parameter("output", value="coarse")])[0].successful
+    assert h.node.predictor.output == "coarse"
+    h.node.predictor.reset()
+    assert soft_share(1) > 0.5
+    res = h.node.set_parameters([Parameter("output", value="both")])[0]
+    assert not res.successful and "combined" in res.reason and h.node.predictor.output == "coarse"
+
+
 def test_reset_service_reinitialises(harness_factory):
     h = harness_factory()
     h.start()

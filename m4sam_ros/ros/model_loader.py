@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from m4sam_ros.ros.params import DEMO_MODEL, WEIGHTS_HELP, ConfigurationError
+from m4sam_ros.ros.params import DEMO_MODEL, PREDICTOR_THRESHOLDS, WEIGHTS_HELP, ConfigurationError
 
-#: Node parameters handed to the predictor (name on the node -> predictor keyword/attribute).
-PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold"}
+__all__ = ["PREDICTOR_THRESHOLDS", "apply_threshold", "build_predictor", "predictor_device", "release_memory",
+           "resolve_device", "resolve_weights"]
 
 
 def resolve_weights(p: Callable[[str], Any]) -> tuple[str, str, str | None]:

@@ -77,6 +77,9 @@ PARAMS: dict[str, ParamSpec] = {
                           "are skipped before decoding. Pause/resume with the ~/enable service.", False,
                           (0.0, 1000.0)),
     "mask_threshold": ParamSpec(0.5, "Saliency above which a pixel is in the mask.", False, (0.0, 1.0)),
+    "output": ParamSpec("memory", "Map behind ~/saliency and ~/mask: memory (SAM2's memory branch, the paper's "
+                        "output), coarse (the per-frame GMLFF head) or combined (their mean).", False,
+                        choices=("memory", "coarse", "combined")),
     "publish_mask": ParamSpec(True, "Publish ~/mask (mono8 0/255)."),
     "publish_saliency": ParamSpec(True, "Publish ~/saliency (32FC1 in [0,1])."),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rgb8 tint + boxes)."),
@@ -98,7 +101,7 @@ PARAMS: dict[str, ParamSpec] = {
 }
 
 #: Node parameters handed to the predictor (name on the node -> predictor keyword/attribute).
-PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold"}
+PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold", "output": "output"}
 
 
 def descriptor(name: str, spec: ParamSpec) -> ParameterDescriptor:
