@@ -410,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="model config name or YAML (default: the checkpoint's own config)")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights (sam2.1_hiera_*.pt) for the base")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--branch", choices=["memory", "coarse", "combined"], default="memory",
+                   help="map behind /m4sam/saliency and /m4sam/mask (the node's `output` parameter)")
+    p.add_argument("--mask-threshold", type=float, default=0.5, help="saliency above which a pixel is in the mask")
     p.add_argument("--color-topic", default=DEFAULT_COLOR_TOPIC,
                    help="sensor_msgs/Image or CompressedImage (jpeg/png) topic")
     p.add_argument("--depth-topic", default=DEFAULT_DEPTH_TOPIC,
@@ -446,7 +449,10 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The command; exit codes: 0 done, 2 error (one line on stderr, nothing written), 128+N on signal N."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.mask_threshold <= 1.0:
+        parser.error(f"--mask-threshold {args.mask_threshold}: must be within [0, 1]")
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     for s in STOP_SIGNALS:
         signal.signal(s, _stop)
@@ -480,7 +486,8 @@ def _run(args: argparse.Namespace) -> BagSummary:
         checkpoint = str(DEMO_MODEL)
     try:
         predictor = StreamingPredictor.from_config(args.config, m4sam_checkpoint=checkpoint,
-                                                   sam2_checkpoint=args.sam2_checkpoint, device=args.device)
+                                                   sam2_checkpoint=args.sam2_checkpoint, device=args.device,
+                                                   output=args.branch, mask_threshold=args.mask_threshold)
     except (CheckpointError, RuntimeError, KeyError, EOFError) as exc:  # torch.load / state-dict errors
         raise BagError(f"cannot build the model from checkpoint {checkpoint} (config {args.config}): "
                        f"{_one_line(exc)}") from exc

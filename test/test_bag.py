@@ -116,3 +116,25 @@ def test_existing_output_is_not_overwritten_without_flag(tmp_path: Path, video) 
     (tmp_path / "out").mkdir()
     with pytest.raises(BagError, match="--overwrite"):
         process_bag(bag, tmp_path / "out", _predictor(), progress=False)
+
+
+def test_branch_and_mask_threshold_reach_the_predictor(tmp_path: Path, video, capsys) -> None:
+    """--branch / --mask-threshold: the masks are the bundled model's coarse map at 0.3."""
+    from m4sam_ros.bag import DEMO_MODEL
+
+    bag = synth.write_bag(video, tmp_path / "in")
+    assert main(["--input", str(bag), "--output", str(tmp_path / "out"), "--branch", "coarse",
+                 "--mask-threshold", "0.3", "--quiet"]) == 0
+    masks = _read(tmp_path / "out")["/m4sam/mask"]
+    direct = StreamingPredictor.from_config(None, m4sam_checkpoint=DEMO_MODEL, output="coarse", mask_threshold=0.3)
+    memory = StreamingPredictor.from_config(None, m4sam_checkpoint=DEMO_MODEL)
+    differs = False
+    for i, m in enumerate(masks):
+        stamp = _ns(m.header) * 1e-9
+        expected = direct.step(video.rgb[i], video.depth[i], stamp=stamp).mask
+        np.testing.assert_array_equal(image_to_numpy(m), expected)
+        differs |= not np.array_equal(expected, memory.step(video.rgb[i], video.depth[i], stamp=stamp).mask)
+    assert differs  # the flag changed what was written
+    with pytest.raises(SystemExit):
+        main(["--input", str(bag), "--output", str(tmp_path / "out2"), "--mask-threshold", "1.5"])
+    assert "--mask-threshold 1.5" in capsys.readouterr().err and not (tmp_path / "out2").exists()
