@@ -7,21 +7,19 @@ It is the one inference path of the project (node, bag tool, evaluation, benchma
   frame's output); later frames are predicted from SAM2's memory by ``track_step``. The mask comes
   from ``model.pseudo.pseudo_mask``, the rule training uses too: never empty (an empty prompt
   would encode a "no object" memory), and ``num_frames`` is the same endless-stream value.
-- Re-initialisation: the object score stays low, or memory and coarse maps disagree (IoU below a
-  threshold), for N frames in a row; or a stamp goes backwards (a looping rosbag).
-- Bounded state: conditioning frames (at most ``max_cond_frames``, oldest dropped) plus the last
-  ``max(num_maskmem - 1, max_obj_ptrs_in_encoder - 1)`` = 15 other frames, each holding only the
-  fields later frames read. SAM2's video predictor keeps every frame forever.
-
-Frame memories are stored as SAM2's video predictor stores them (memory features in bfloat16, one
-shared positional encoding), so the RGB-only parity mode reproduces ``SAM2VideoPredictor``.
+- Re-initialisation (``reinit_policy.ReinitPolicy``): the object score stays low, or memory and
+  coarse maps disagree (IoU below a threshold), for N frames in a row, or a scene cut; a stamp going
+  backwards (a looping rosbag) starts afresh.
+- Bounded state (``memory_bank.MemoryBank``): conditioning frames (at most ``max_cond_frames``,
+  oldest dropped) plus the last ``max(num_maskmem - 1, max_obj_ptrs_in_encoder - 1)`` = 15 other
+  frames, each holding only the fields later frames read, stored as SAM2's video predictor stores
+  them, so the RGB-only parity mode reproduces ``SAM2VideoPredictor``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,13 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.memory_bank import KEPT_FIELDS, MemoryBank, tensor_nbytes  # noqa: F401 - re-exported
 from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
 from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
+from m4sam_ros.reinit_policy import ReinitPolicy
 
 log = logging.getLogger(__name__)
 
-#: fields of a frame's output that later frames read (sam2_base._prepare_memory_conditioned_features)
-KEPT_FIELDS = ("maskmem_features", "maskmem_pos_enc", "obj_ptr", "object_score_logits")
 # ENDLESS (model.pseudo): num_frames of every track_step, the same value training uses
 OUTPUTS = ("memory", "coarse", "combined")
 
@@ -84,30 +82,33 @@ def boxes_from_mask(mask: np.ndarray, saliency: np.ndarray, min_area: int) -> li
     return [b for _, b in sorted(boxes, key=lambda ab: -ab[0])]
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    inter = (a & b).sum().item()
-    union = (a | b).sum().item()
-    return 1.0 if union == 0 else inter / union
+class _Delegated:
+    """A predictor attribute whose value lives on one of its parts (``reinit``, ``memory``)."""
 
+    def __init__(self, part: str, name: str) -> None:
+        self.part, self.name = part, name
 
-def tensor_nbytes(obj: Any, seen: set[int] | None = None) -> int:
-    """Bytes of every distinct tensor storage reachable from ``obj`` (dicts, lists, tuples)."""
-    seen = set() if seen is None else seen
-    if isinstance(obj, torch.Tensor):
-        key = obj.untyped_storage().data_ptr()
-        if key in seen:
-            return 0
-        seen.add(key)
-        return obj.untyped_storage().nbytes()
-    if isinstance(obj, dict):
-        return sum(tensor_nbytes(v, seen) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_nbytes(v, seen) for v in obj)
-    return 0
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(getattr(obj, self.part), self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(getattr(obj, self.part), self.name, value)
 
 
 class StreamingPredictor:
-    """Prompt-free RGB-D video salient object detection, one frame at a time."""
+    """Prompt-free RGB-D video salient object detection, one frame at a time.
+
+    ``memory`` (a ``MemoryBank``) holds the frames SAM2 reads; ``reinit`` (a ``ReinitPolicy``)
+    decides when a frame is conditioned on its pseudo mask again."""
+
+    # the constructor's names stay readable and writable here; the values live where they are used
+    reinit_score_threshold = _Delegated("reinit", "score_threshold")
+    reinit_low_score_frames = _Delegated("reinit", "low_score_frames")
+    reinit_iou_threshold = _Delegated("reinit", "iou_threshold")
+    reinit_iou_frames = _Delegated("reinit", "iou_frames")
+    reinit_cut_threshold = _Delegated("reinit", "cut_threshold")
+    max_cond_frames = _Delegated("memory", "max_cond_frames")
+    keep_non_cond = _Delegated("memory", "keep_non_cond")
 
     def __init__(self, model: Any, device: str | torch.device = "cpu", *, mask_threshold: float = 0.5,
                  output: str = "memory", min_box_area: float = 0.001, reinit_score_threshold: float = 0.5,
@@ -129,14 +130,12 @@ class StreamingPredictor:
         self.output = output
         self.mask_threshold = float(mask_threshold)
         self.min_box_area = min_box_area
-        self.reinit_score_threshold = reinit_score_threshold
-        self.reinit_low_score_frames = reinit_low_score_frames
-        self.reinit_iou_threshold = reinit_iou_threshold
-        self.reinit_iou_frames = reinit_iou_frames
-        self.reinit_cut_threshold = reinit_cut_threshold
-        self.max_cond_frames = max_cond_frames
+        self.reinit = ReinitPolicy(reinit_score_threshold, reinit_low_score_frames, reinit_iou_threshold,
+                                   reinit_iou_frames, reinit_cut_threshold)
         self.rgb_only = rgb_only
-        self.keep_non_cond = max(self.sam.num_maskmem - 1, self.sam.max_obj_ptrs_in_encoder - 1)
+        # the tracked frames SAM2 reads: its memory frames and its object pointers, whichever reach further
+        self.memory = MemoryBank(max_cond_frames, max(self.sam.num_maskmem - 1,
+                                                      self.sam.max_obj_ptrs_in_encoder - 1))
         self.use_autocast = (self.device.type == "cuda") if use_autocast is None else use_autocast
         self._encode = self.model.encode
         if compile:
@@ -175,20 +174,15 @@ class StreamingPredictor:
             if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
                             "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output"}:
                 raise ValueError(f"unknown threshold {name!r}")
-            setattr(self, name, value)
+            setattr(self, name, value)  # reinit_*: delegated to the policy (class attributes above)
 
     # ------------------------------------------------------------------------ state
     def reset(self) -> None:
         """Forget everything: the next frame starts fresh."""
-        self._cond: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        self._non_cond: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        self._maskmem_pos_enc: list[torch.Tensor] | None = None
+        self.memory.clear()
+        self.reinit.reset()
         self._frame_index = 0
         self._last_stamp: float | None = None
-        self._low_score_run = 0
-        self._disagree_run = 0
-        self._force_reinit = False
-        self._last_thumb: np.ndarray | None = None
 
     def warm_up(self, height: int = 240, width: int = 320, frames: int = 2) -> None:
         """Runs throw-away frames so lazy initialisation (kernel selection, allocator, caches) is
@@ -201,21 +195,16 @@ class StreamingPredictor:
 
     def request_reinit(self) -> None:
         """Condition the next frame on its pseudo mask again (keeps older conditioning frames)."""
-        self._force_reinit = True
+        self.reinit.request()
 
     def state_nbytes(self) -> int:
         """Bytes of tensors the predictor keeps between frames."""
-        return tensor_nbytes([self._cond, self._non_cond, self._maskmem_pos_enc])
+        return self.memory.nbytes()
 
     def max_state_nbytes(self) -> int | None:
         """The most the state can ever hold: the shared positional encoding plus
         ``max_cond_frames + 15`` frames' worth (None before the first frame)."""
-        frames = list(self._cond.values()) + list(self._non_cond.values())
-        if not frames:
-            return None
-        shared = tensor_nbytes(self._maskmem_pos_enc)
-        per_frame = tensor_nbytes({k: v for k, v in frames[0].items() if k != "maskmem_pos_enc"})
-        return shared + per_frame * (self.max_cond_frames + self.keep_non_cond)
+        return self.memory.max_nbytes()
 
     # ------------------------------------------------------------------------ input
     def _validate(self, rgb: Any, depth: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -260,9 +249,9 @@ class StreamingPredictor:
         """One frame pair: ``rgb`` uint8 HxWx3 (RGB order), ``depth`` uint16 mm or float32 m."""
         t0 = time.perf_counter()
         rgb, depth = self._validate(rgb, depth)
-        if self._is_scene_cut(rgb):
+        if self.reinit.is_scene_cut(rgb):
             log.info("scene cut at frame %d: conditioning on the pseudo mask again", self._frame_index)
-            self._force_reinit = True
+            self.reinit.request()
         image = rgb_to_tensor(rgb, self.image_size).to(self.device)
         depth01 = None
         if depth is not None and not self.rgb_only:
@@ -284,58 +273,28 @@ class StreamingPredictor:
             log.info("stamp went backwards (%.3f -> %.3f s): starting afresh", self._last_stamp, stamp)
             self.reset()
         self._last_stamp = stamp
-        h, w = orig_hw
         t1 = time.perf_counter()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
-            enc = self._encode(image, None if self.rgb_only else depth01)
-            _, feats, pos, sizes = self.sam._prepare_backbone_features(enc.backbone_out)
+        coarse_logits, feats, pos, sizes = self._encode_frame(image, depth01)
         timings["encode"] = (time.perf_counter() - t1) * 1e3
-        coarse_logits = enc.coarse_logits
         t2 = time.perf_counter()
         idx = self._frame_index
-        condition = not self._cond or self._force_reinit or mask_prompt is not None
+        condition = not self.memory.cond or self.reinit.forced or mask_prompt is not None
         confident = None
         if condition:
-            if mask_prompt is not None:
-                mask = mask_prompt.reshape(1, 1, self.image_size, self.image_size).float().to(self.device)
-            elif coarse_logits is not None:
-                # the training rule: sigmoid(coarse) > 0.5, or, when nothing passes, a relative
-                # threshold of the map; never empty (SAM2 encodes an empty mask as "no object")
-                mask, conf = pseudo_mask(coarse_logits)
-                confident = bool(conf.item())
-                if not confident:
-                    log.debug("frame %d: weak pseudo mask, conditioning on its relative threshold", idx)
-            else:
-                raise ValueError("RGB-only parity mode has no coarse map: give the first frame a mask_prompt")
+            mask, confident = self._conditioning_mask(idx, coarse_logits, mask_prompt)
             out = self._condition(idx, feats, pos, sizes, mask)
         else:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
-                out = self.sam.track_step(
-                    frame_idx=idx, is_init_cond_frame=False, current_vision_feats=feats,
-                    current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None, mask_inputs=None,
-                    output_dict=self._output_dict(), num_frames=ENDLESS, track_in_reverse=False,
-                    run_mem_encoder=True)
-            self._store(idx, out, cond=False)
+            out = self._track(idx, feats, pos, sizes)
         timings["track"] = (time.perf_counter() - t2) * 1e3
         t3 = time.perf_counter()
-        memory_logits = F.interpolate(out["pred_masks"].float(), size=(h, w), mode="bilinear", align_corners=False)
-        memory = torch.sigmoid(memory_logits)[0, 0]
-        object_score = float(torch.sigmoid(out["object_score_logits"].float()).item())
-        if coarse_logits is not None:
-            coarse = torch.sigmoid(F.interpolate(coarse_logits.float(), size=(h, w), mode="bilinear",
-                                                 align_corners=False))[0, 0]
-        else:
-            coarse = memory
+        memory_logits, memory, coarse, object_score = self._maps(out, coarse_logits, orig_hw)
         saliency = {"memory": memory, "coarse": coarse, "combined": (memory + coarse) / 2}[self.output]
         reinit_next = False
         if not condition and coarse_logits is not None:
-            reinit_next = self._update_reinit(object_score, out, coarse_logits)
-        self._force_reinit = reinit_next
+            reinit_next = self.reinit.update(object_score, out["pred_masks_high_res"], coarse_logits)
+        self.reinit.forced = reinit_next
         self._frame_index += 1
-        sal = saliency.cpu().numpy().astype(np.float32)
-        mask_np = np.where(sal > self.mask_threshold, 255, 0).astype(np.uint8)
-        min_area = self.min_box_area if self.min_box_area >= 1 else max(1, int(self.min_box_area * h * w))
-        boxes = boxes_from_mask(mask_np, sal, int(min_area))
+        sal, mask_np, boxes = self._mask_and_boxes(saliency)
         timings["postprocess"] = (time.perf_counter() - t3) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return SaliencyResult(mask=mask_np, saliency=sal, coarse=coarse.cpu().numpy().astype(np.float32),
@@ -345,21 +304,29 @@ class StreamingPredictor:
                               memory_logits=memory_logits[0, 0].cpu().numpy().astype(np.float32),
                               pseudo_confident=confident)
 
-    def _is_scene_cut(self, rgb: np.ndarray) -> bool:
-        """A shot boundary: consecutive frames' 32x32 grey thumbnails correlate below the threshold.
+    def _encode_frame(self, image: torch.Tensor, depth01: torch.Tensor | None
+                      ) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor], list[tuple[int, int]]]:
+        """(coarse logits or None, then SAM2's vision features, positional embeddings, feature sizes)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+            enc = self._encode(image, None if self.rgb_only else depth01)
+            _, feats, pos, sizes = self.sam._prepare_backbone_features(enc.backbone_out)
+        return enc.coarse_logits, feats, pos, sizes
 
-        Memory of the previous shot is stale even when the tracker happily follows the new view, so
-        a cut re-conditions the frame. Camera motion and lighting changes keep the correlation high."""
-        grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
-        thumb = grey.astype(np.float32).ravel()
-        thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-3)
-        prev, self._last_thumb = self._last_thumb, thumb
-        if prev is None or self.reinit_cut_threshold <= -1:
-            return False
-        return float(np.mean(prev * thumb)) < self.reinit_cut_threshold
-
-    def _output_dict(self) -> dict[str, dict[int, dict[str, Any]]]:
-        return {"cond_frame_outputs": self._cond, "non_cond_frame_outputs": self._non_cond}
+    def _conditioning_mask(self, idx: int, coarse_logits: torch.Tensor | None,
+                           mask_prompt: torch.Tensor | None) -> tuple[torch.Tensor, bool | None]:
+        """The mask a conditioning frame is given, and whether the pseudo mask was confident (None
+        for a given ``mask_prompt``)."""
+        if mask_prompt is not None:
+            return mask_prompt.reshape(1, 1, self.image_size, self.image_size).float().to(self.device), None
+        if coarse_logits is None:
+            raise ValueError("RGB-only parity mode has no coarse map: give the first frame a mask_prompt")
+        # the training rule: sigmoid(coarse) > 0.5, or, when nothing passes, a relative
+        # threshold of the map; never empty (SAM2 encodes an empty mask as "no object")
+        mask, conf = pseudo_mask(coarse_logits)
+        confident = bool(conf.item())
+        if not confident:
+            log.debug("frame %d: weak pseudo mask, conditioning on its relative threshold", idx)
+        return mask, confident
 
     def _condition(self, idx: int, feats: list[torch.Tensor], pos: list[torch.Tensor],
                    sizes: list[tuple[int, int]], mask: torch.Tensor) -> dict[str, Any]:
@@ -369,7 +336,7 @@ class StreamingPredictor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
             out = sam.track_step(frame_idx=idx, is_init_cond_frame=True, current_vision_feats=feats,
                                  current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None,
-                                 mask_inputs=mask, output_dict=self._output_dict(), num_frames=ENDLESS,
+                                 mask_inputs=mask, output_dict=self.memory.output_dict(), num_frames=ENDLESS,
                                  track_in_reverse=False, run_mem_encoder=False)
             high_res = F.interpolate(out["pred_masks"], size=(self.image_size, self.image_size), mode="bilinear",
                                      align_corners=False)
@@ -377,34 +344,44 @@ class StreamingPredictor:
                 current_vision_feats=feats, feat_sizes=sizes, pred_masks_high_res=high_res,
                 object_score_logits=out["object_score_logits"], is_mask_from_pts=True)
         # a fresh start: the frames tracked before it belong to the track that failed
-        self._non_cond.clear()
-        self._low_score_run = self._disagree_run = 0
-        self._store(idx, out, cond=True)
-        while len(self._cond) > self.max_cond_frames:
-            self._cond.popitem(last=False)
+        self.memory.clear_non_cond()
+        self.reinit.restart_runs()
+        self.memory.store(idx, out, cond=True)
         return out
 
-    def _store(self, idx: int, out: dict[str, Any], cond: bool) -> None:
-        """Keeps only what later frames read, as SAM2's video predictor stores it."""
-        pos_enc = out["maskmem_pos_enc"]
-        if pos_enc is not None and self._maskmem_pos_enc is None:
-            self._maskmem_pos_enc = [x[0:1].clone() for x in pos_enc]
-        compact = {
-            "maskmem_features": out["maskmem_features"].to(torch.bfloat16).clone(),
-            "maskmem_pos_enc": self._maskmem_pos_enc,
-            "obj_ptr": out["obj_ptr"].clone(),
-            "object_score_logits": out["object_score_logits"].clone(),
-        }
-        (self._cond if cond else self._non_cond)[idx] = compact
-        while len(self._non_cond) > self.keep_non_cond:
-            self._non_cond.popitem(last=False)
+    def _track(self, idx: int, feats: list[torch.Tensor], pos: list[torch.Tensor],
+               sizes: list[tuple[int, int]]) -> dict[str, Any]:
+        """A tracked frame: predicted from the memory bank by SAM2, its own memory encoded and kept."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+            out = self.sam.track_step(
+                frame_idx=idx, is_init_cond_frame=False, current_vision_feats=feats,
+                current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None, mask_inputs=None,
+                output_dict=self.memory.output_dict(), num_frames=ENDLESS, track_in_reverse=False,
+                run_mem_encoder=True)
+        self.memory.store(idx, out, cond=False)
+        return out
 
-    def _update_reinit(self, object_score: float, out: dict[str, Any], coarse_logits: torch.Tensor) -> bool:
-        """True when the next frame should be conditioned on its pseudo mask again."""
-        self._low_score_run = self._low_score_run + 1 if object_score < self.reinit_score_threshold else 0
-        mem = out["pred_masks_high_res"].float() > 0
-        coarse = coarse_logits.float() > 0
-        iou = _iou(mem, coarse)
-        self._disagree_run = self._disagree_run + 1 if iou < self.reinit_iou_threshold else 0
-        return (self._low_score_run >= self.reinit_low_score_frames
-                or self._disagree_run >= self.reinit_iou_frames)
+    def _maps(self, out: dict[str, Any], coarse_logits: torch.Tensor | None, orig_hw: tuple[int, int]
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """(memory logits [1,1,H,W], memory map, coarse map (the memory map without one), object
+        score) at the input image's size."""
+        h, w = orig_hw
+        memory_logits = F.interpolate(out["pred_masks"].float(), size=(h, w), mode="bilinear", align_corners=False)
+        memory = torch.sigmoid(memory_logits)[0, 0]
+        object_score = float(torch.sigmoid(out["object_score_logits"].float()).item())
+        if coarse_logits is not None:
+            coarse = torch.sigmoid(F.interpolate(coarse_logits.float(), size=(h, w), mode="bilinear",
+                                                 align_corners=False))[0, 0]
+        else:
+            coarse = memory
+        return memory_logits, memory, coarse, object_score
+
+    def _mask_and_boxes(self, saliency: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[Box]]:
+        """(saliency float32, its mask uint8 {0, 255}, the mask's boxes); ``min_box_area`` below 1 is
+        a fraction of the image."""
+        sal = saliency.cpu().numpy().astype(np.float32)
+        h, w = sal.shape
+        mask_np = np.where(sal > self.mask_threshold, 255, 0).astype(np.uint8)
+        min_area = self.min_box_area if self.min_box_area >= 1 else max(1, int(self.min_box_area * h * w))
+        boxes = boxes_from_mask(mask_np, sal, int(min_area))
+        return sal, mask_np, boxes

@@ -67,15 +67,15 @@ def test_parity_with_sam2_video_predictor(tmp_path: Path) -> None:
         # exact: same weights, same features, same memories in the same dtypes -> the same arithmetic
         np.testing.assert_array_equal(res.memory_logits, expected[i], err_msg=f"frame {i}")
     # what it keeps is what SAM2's video predictor keeps for those frames, dtype included (bf16 memory)
-    assert list(stream._cond) == [0] and list(stream._non_cond) == list(range(n - 15, n))
-    for kept, theirs in ((stream._cond, vp_frames["cond_frame_outputs"]),
-                         (stream._non_cond, vp_frames["non_cond_frame_outputs"])):
+    assert list(stream.memory.cond) == [0] and list(stream.memory.non_cond) == list(range(n - 15, n))
+    for kept, theirs in ((stream.memory.cond, vp_frames["cond_frame_outputs"]),
+                         (stream.memory.non_cond, vp_frames["non_cond_frame_outputs"])):
         for idx, ours in kept.items():
             for key in ("maskmem_features", "obj_ptr", "object_score_logits"):
                 assert ours[key].dtype == theirs[idx][key].dtype, (idx, key)
                 assert torch.equal(ours[key], theirs[idx][key]), (idx, key)
-    assert stream._cond[0]["maskmem_features"].dtype == torch.bfloat16
-    torch.testing.assert_close(stream._maskmem_pos_enc[0], vp_frames["cond_frame_outputs"][0]["maskmem_pos_enc"][0],
+    assert stream.memory.cond[0]["maskmem_features"].dtype == torch.bfloat16
+    torch.testing.assert_close(stream.memory.pos_enc[0], vp_frames["cond_frame_outputs"][0]["maskmem_pos_enc"][0],
                                rtol=0, atol=0)
 
     # negative controls: the comparison can fail. On the first frame: another first mask.
@@ -88,7 +88,7 @@ def test_parity_with_sam2_video_predictor(tmp_path: Path) -> None:
     k = 10
     for i in range(k):
         other.step_tensor(images[i:i + 1], None, (120, 160), mask_prompt=prompt[0, 0] if i == 0 else None)
-    last = other._non_cond[k - 1]
+    last = other.memory.non_cond[k - 1]
     last["maskmem_features"] = last["maskmem_features"].float() * (1 + 2.0 ** -10)
     res_k = other.step_tensor(images[k:k + 1], None, (120, 160))
     assert not res_k.reinitialized
@@ -111,7 +111,7 @@ def _storage_bytes(obj: Any, seen: set[int]) -> int:
 
 
 def _held_bytes(p: StreamingPredictor) -> int:
-    return _storage_bytes([p._cond, p._non_cond, p._maskmem_pos_enc], set())
+    return _storage_bytes([p.memory.cond, p.memory.non_cond, p.memory.pos_enc], set())
 
 
 def _expected_sizes(p: StreamingPredictor) -> tuple[int, int, int]:
@@ -141,7 +141,7 @@ def test_state_is_constant_after_warm_up(demo_predictor_factory) -> None:
         assert sizes[-1] == p.state_nbytes()
         # one conditioning frame plus the last min(i, 15) tracked frames, nothing else
         assert sizes[-1] == pos + frame * (1 + min(i, kept)), i
-    assert len(p._non_cond) == 15 and len(p._cond) == 1
+    assert len(p.memory.non_cond) == 15 and len(p.memory.cond) == 1
 
 
 def test_state_never_exceeds_its_bound_with_frequent_reinitialisation(demo_predictor_factory) -> None:
@@ -155,7 +155,7 @@ def test_state_never_exceeds_its_bound_with_frequent_reinitialisation(demo_predi
         flags.append(p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized)
         assert p.max_state_nbytes() == bound
         peak = max(peak, _held_bytes(p))
-        assert len(p._cond) <= 3
+        assert len(p.memory.cond) <= 3
     assert sum(flags) >= 15
     assert 0 < peak <= bound
 
@@ -180,15 +180,15 @@ def test_reconditioning_drops_the_failed_track(demo_predictor_factory) -> None:
     video = generate_video(10, 9, 96, 72)
     for i in range(6):
         p.step(video.rgb[i], video.depth[i], stamp=i / 15)
-    assert list(p._cond) == [0] and list(p._non_cond) == [1, 2, 3, 4, 5]
+    assert list(p.memory.cond) == [0] and list(p.memory.non_cond) == [1, 2, 3, 4, 5]
     p.request_reinit()
     assert p.step(video.rgb[6], video.depth[6], stamp=6 / 15).reinitialized
-    assert list(p._cond) == [0, 6] and list(p._non_cond) == []
+    assert list(p.memory.cond) == [0, 6] and list(p.memory.non_cond) == []
     pos, frame, _ = _expected_sizes(p)
     assert _held_bytes(p) == pos + 2 * frame
     for i in (7, 8):
         assert not p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized
-    assert list(p._non_cond) == [7, 8]
+    assert list(p.memory.non_cond) == [7, 8]
 
 
 def test_reset_starts_fresh(demo_predictor_factory) -> None:
@@ -237,9 +237,9 @@ def test_scene_cut_reinitialises(demo_predictor_factory) -> None:
     for i in range(30):
         flags.append(p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized)
         if i == cut:
-            assert list(p._non_cond) == []  # the previous shot's track is gone
+            assert list(p.memory.non_cond) == []  # the previous shot's track is gone
     assert [i for i, f in enumerate(flags) if f] == [0, cut]
-    assert min(p._non_cond) > cut
+    assert min(p.memory.non_cond) > cut
     p = demo_predictor_factory(reinit_low_score_frames=10**9, reinit_iou_frames=10**9, reinit_cut_threshold=-1.0)
     assert [i for i in range(30) if p.step(video.rgb[i], video.depth[i], stamp=i / 15).reinitialized] == [0]
 

@@ -75,6 +75,6 @@ def test_predictor_conditions_on_the_shared_rule_never_empty():
     res = p.step(rgb, depth)
     assert res.reinitialized and res.pseudo_confident is False
     assert res.object_score > 0.5  # SAM2 saw a non-empty prompt: "object present"
-    assert p._cond[0]["object_score_logits"].item() > 0
+    assert p.memory.cond[0]["object_score_logits"].item() > 0
     assert 0 < (res.memory > 0.5).mean() < 1
 
