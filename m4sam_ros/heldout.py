@@ -7,7 +7,9 @@ training never uses). Each set is scored three ways, through the same code as ``
 (``evaluate.evaluate_maps``; the model through ``evaluate.PredictorRunner``, i.e. the streaming
 predictor, the one inference path):
 
-- the model (default: the bundled demo model), memory reset every ``--clip-len`` frames;
+- the model (default: the bundled demo model), memory reset every ``--clip-len`` frames: the
+  ``--branch`` the table reports (default ``memory``, what the node publishes by default; its
+  ``output`` parameter) and, beside it, the S of the other two branches (same run, no extra cost);
 - depth only: ``evaluate.depth_baseline`` (Otsu on nearness, largest component);
 - RGB only: frequency-tuned colour saliency (Achanta et al. 2009: distance of each blurred Lab
   pixel to the frame's mean Lab colour), Otsu, largest component; the appearance cue alone.
@@ -88,9 +90,13 @@ def _depth_only(depth: np.ndarray, kind: Any) -> np.ndarray:
     return depth_baseline(normalize_depth(depth, kind))
 
 
+BRANCHES = ("memory", "coarse", "combined")
+
+
 def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int = 16,
-                  progress: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
-    """Set name -> method -> scalar metrics (the model only when ``checkpoint`` is given)."""
+                  progress: bool = False, branch: str = "memory") -> dict[str, dict[str, dict[str, Any]]]:
+    """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``) and
+    ``model:<b>`` for every branch b."""
     from m4sam_ros.evaluate import PredictorRunner, evaluate_maps
 
     runner = PredictorRunner(checkpoint) if checkpoint is not None else None
@@ -103,8 +109,8 @@ def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int
 
             def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
                 for i, by_branch in runner.run(video, clip_len):
-                    yield i, {"model": by_branch["combined"]}
-            res |= evaluate_maps(videos, maps, ["model"], None, progress=progress)
+                    yield i, {"model": by_branch[branch], **{f"model:{b}": by_branch[b] for b in BRANCHES}}
+            res |= evaluate_maps(videos, maps, ["model", *(f"model:{b}" for b in BRANCHES)], None, progress=progress)
             res["model"]["seconds"] = round(time.perf_counter() - t0, 1)
         out[name] = {m: {k: v for k, v in r.items() if not isinstance(v, (list, np.ndarray))} for m, r in res.items()}
     return out
@@ -114,14 +120,19 @@ def _f(v: float | None) -> str:
     return "pending" if v is None else f"{v:.3f}"
 
 
-def markdown(results: dict[str, dict[str, dict[str, Any]]], model_name: str) -> str:
-    """The model card's factor table: S / MAE of the model and both baselines per held-out set."""
-    rows = [f"| test set | held-out values | {model_name} S | MAE | depth-only S | MAE | RGB-only S | MAE | frames |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+def markdown(results: dict[str, dict[str, dict[str, Any]]], model_name: str, branch: str = "memory") -> str:
+    """The model card's factor table: S / MAE of the model's ``branch``, the S of its other
+    branches, and S / MAE of both baselines per held-out set."""
+    others = [b for b in BRANCHES if b != branch]
+    rows = [f"| test set | held-out values | {model_name} ({branch}) S | MAE | " + " | ".join(f"{b} S" for b in others)
+            + " | depth-only S | MAE | RGB-only S | MAE | frames |",
+            "|---|---|---:|---:|" + "---:|" * len(others) + "---:|---:|---:|---:|---:|"]
     for name, per in results.items():
         values = "none (training pools, unseen seeds)" if name == "in_distribution" else ", ".join(POOLS[name][1])
         m = per.get("model", {})
-        rows.append(f"| {name} | {values} | {_f(m.get('S'))} | {_f(m.get('MAE'))} | {_f(per['depth-only']['S'])} | "
+        other_s = " | ".join(_f(per.get(f"model:{b}", {}).get("S")) for b in others)
+        rows.append(f"| {name} | {values} | {_f(m.get('S'))} | {_f(m.get('MAE'))} | {other_s} | "
+                    f"{_f(per['depth-only']['S'])} | "
                     f"{_f(per['depth-only']['MAE'])} | {_f(per['rgb-only']['S'])} | {_f(per['rgb-only']['MAE'])} | "
                     f"{per['depth-only']['frames']} |")
     return "\n".join(rows)
@@ -137,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
+    p.add_argument("--branch", choices=BRANCHES, default="memory",
+                   help="the model's map the table reports (the node's `output` parameter; default memory)")
     p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: never)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
@@ -153,14 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         roots = write_sets(out, args.videos, args.frames, args.width, args.height, tuple(args.sets))
         ckpt = None if args.baselines_only else Path(args.checkpoint)
-        results = evaluate_sets(roots, ckpt, args.clip_len, progress=not args.quiet)
+        results = evaluate_sets(roots, ckpt, args.clip_len, progress=not args.quiet, branch=args.branch)
     except (EvalError, DatasetError, OSError, ValueError) as exc:
         print(f"m4sam-heldout: error: {exc}", file=sys.stderr)
         return 2
     meta = {"checkpoint": None if ckpt is None else str(ckpt), "videos": args.videos, "frames": args.frames,
-            "size": [args.width, args.height], "clip_len": args.clip_len}
+            "size": [args.width, args.height], "clip_len": args.clip_len,
+            "branch": args.branch}
     write_text(out / "heldout.json", json.dumps({"meta": meta, "results": results}, indent=1))
-    table = markdown(results, "model" if ckpt is None else ckpt.stem)
+    table = markdown(results, "model" if ckpt is None else ckpt.stem, args.branch)
     write_text(out / "heldout.md", table + "\n")
     print(table)
     return 0

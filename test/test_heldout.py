@@ -35,3 +35,26 @@ def test_heldout_sets_and_table(tmp_path: Path) -> None:
     direct = score_pairs(pairs)
     got = data["results"]["layouts"]["depth-only"]
     assert abs(got["S"] - direct["S"]) < 1e-9 and abs(got["MAE"] - direct["MAE"]) < 1e-9
+
+
+def test_model_branch_scored_as_the_predictor_gives_it(tmp_path: Path) -> None:
+    """The bundled model on one tiny set: the table's model column is the chosen branch's score,
+    computed from the very maps the streaming predictor returns."""
+    from m4sam_ros.evaluate import PredictorRunner
+    from m4sam_ros.heldout import DEMO_MODEL
+
+    assert main(["--out", str(tmp_path), "--sets", "shapes", "--videos", "1", "--frames", "4", "--width", "64",
+                 "--height", "48", "--branch", "coarse", "--quiet"]) == 0
+    res = json.loads((tmp_path / "heldout.json").read_text())["results"]["shapes"]
+    video = open_videos("synthetic", tmp_path / "sets" / "shapes", "test")[0]
+    runner = PredictorRunner(DEMO_MODEL)
+    maps = dict(runner.run(video, 16))
+    from m4sam_ros.metrics import resize_to, to_uint8
+
+    for branch in ("coarse", "memory"):
+        direct = score_pairs([(resize_to(to_uint8(maps[i][branch]), f.gt.shape[:2]), f.gt)
+                              for i, f in enumerate(video)])
+        assert abs(res[f"model:{branch}"]["S"] - direct["S"]) < 1e-9
+    assert res["model"]["S"] == res["model:coarse"]["S"] != res["model:memory"]["S"]
+    md = (tmp_path / "heldout.md").read_text()
+    assert "(coarse) S | MAE | memory S | combined S |" in md and "pending" not in md
