@@ -410,8 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="model config name or YAML (default: the checkpoint's own config)")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights (sam2.1_hiera_*.pt) for the base")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--branch", choices=["memory", "coarse", "combined"], default="memory",
-                   help="map behind /m4sam/saliency and /m4sam/mask (the node's `output` parameter)")
+    p.add_argument("--branch", choices=["auto", "memory", "coarse", "combined"], default="auto",
+                   help="map behind /m4sam/saliency and /m4sam/mask (the node's `output` parameter; auto: the "
+                        "checkpoint's recommended branch, else memory)")
     p.add_argument("--mask-threshold", type=float, default=0.5, help="saliency above which a pixel is in the mask")
     p.add_argument("--color-topic", default=DEFAULT_COLOR_TOPIC,
                    help="sensor_msgs/Image or CompressedImage (jpeg/png) topic")

@@ -8,8 +8,8 @@ training never uses). Each set is scored three ways, through the same code as ``
 predictor, the one inference path):
 
 - the model (default: the bundled demo model), memory reset every ``--clip-len`` frames: the
-  ``--branch`` the table reports (default ``memory``, what the node publishes by default; its
-  ``output`` parameter) and, beside it, the S of the other two branches (same run, no extra cost);
+  ``--branch`` the table reports (default ``auto``, as the node's ``output`` parameter: the
+  branch the checkpoint recommends, else memory) and, beside it, the S of the other two branches (same run, no extra cost);
 - depth only: ``evaluate.depth_baseline`` (Otsu on nearness, largest component);
 - RGB only: frequency-tuned colour saliency (Achanta et al. 2009: distance of each blurred Lab
   pixel to the frame's mean Lab colour), Otsu, largest component; the appearance cue alone.
@@ -94,12 +94,15 @@ BRANCHES = ("memory", "coarse", "combined")
 
 
 def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int = 16,
-                  progress: bool = False, branch: str = "memory") -> dict[str, dict[str, dict[str, Any]]]:
-    """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``) and
-    ``model:<b>`` for every branch b."""
+                  progress: bool = False, branch: str = "auto") -> dict[str, dict[str, dict[str, Any]]]:
+    """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``;
+    auto: the checkpoint's recommended one, named in ``model["branch"]``) and ``model:<b>`` for
+    every branch b."""
     from m4sam_ros.evaluate import PredictorRunner, evaluate_maps
 
     runner = PredictorRunner(checkpoint) if checkpoint is not None else None
+    if runner is not None and branch == "auto":
+        branch = runner.predictor.recommended_output
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name, root in roots.items():
         videos = open_videos("synthetic", root, "test")
@@ -112,6 +115,7 @@ def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int
                     yield i, {"model": by_branch[branch], **{f"model:{b}": by_branch[b] for b in BRANCHES}}
             res |= evaluate_maps(videos, maps, ["model", *(f"model:{b}" for b in BRANCHES)], None, progress=progress)
             res["model"]["seconds"] = round(time.perf_counter() - t0, 1)
+            res["model"]["branch"] = branch
         out[name] = {m: {k: v for k, v in r.items() if not isinstance(v, (list, np.ndarray))} for m, r in res.items()}
     return out
 
@@ -148,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
-    p.add_argument("--branch", choices=BRANCHES, default="memory",
-                   help="the model's map the table reports (the node's `output` parameter; default memory)")
+    p.add_argument("--branch", choices=("auto", *BRANCHES), default="auto",
+                   help="the model's map the table reports (the node's `output` parameter; auto: the "
+                        "checkpoint's recommended branch, else memory)")
     p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: never)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
@@ -170,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     except (EvalError, DatasetError, OSError, ValueError) as exc:
         print(f"m4sam-heldout: error: {exc}", file=sys.stderr)
         return 2
+    branch = next((per["model"]["branch"] for per in results.values() if "model" in per), args.branch)
     meta = {"checkpoint": None if ckpt is None else str(ckpt), "videos": args.videos, "frames": args.frames,
-            "size": [args.width, args.height], "clip_len": args.clip_len,
-            "branch": args.branch}
+            "size": [args.width, args.height], "clip_len": args.clip_len, "branch": branch}
     write_text(out / "heldout.json", json.dumps({"meta": meta, "results": results}, indent=1))
-    table = markdown(results, "model" if ckpt is None else ckpt.stem, args.branch)
+    table = markdown(results, "model" if ckpt is None else ckpt.stem, branch)
     write_text(out / "heldout.md", table + "\n")
     print(table)
     return 0

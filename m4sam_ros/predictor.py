@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # ENDLESS (model.pseudo): num_frames of every track_step, the same value training uses
 OUTPUTS = ("memory", "coarse", "combined")
+#: ``auto``: the checkpoint's recommended branch (``from_config``), else memory.
+OUTPUT_CHOICES = ("auto", *OUTPUTS)
 
 
 class Box(NamedTuple):
@@ -114,10 +116,12 @@ class StreamingPredictor:
                  output: str = "memory", min_box_area: float = 0.001, reinit_score_threshold: float = 0.5,
                  reinit_low_score_frames: int = 5, reinit_iou_threshold: float = 0.2,
                  reinit_iou_frames: int = 5, reinit_cut_threshold: float = 0.3, max_cond_frames: int = 4,
-                 rgb_only: bool = False,
+                 rgb_only: bool = False, recommended_output: str = "memory",
                  use_autocast: bool | None = None, compile: bool | str = False) -> None:
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if recommended_output not in OUTPUTS:
+            raise ValueError(f"recommended_output must be one of {OUTPUTS}, got {recommended_output!r}")
+        self.recommended_output = recommended_output
+        output = self._resolve_output(output)
         if max_cond_frames < 2:
             raise ValueError(f"max_cond_frames must be >= 2 (SAM2's memory attention needs it), got {max_cond_frames}")
         self.device = torch.device(device)
@@ -152,8 +156,11 @@ class StreamingPredictor:
     def from_config(cls, config: str | Path | dict | None = None, m4sam_checkpoint: str | Path | None = None,
                     sam2_checkpoint: str | Path | None = None, device: str = "cpu", image_size: int | None = None,
                     **kwargs: Any) -> StreamingPredictor:
-        """Builds the model (config name/YAML/dict; None = the checkpoint's own config) and wraps it."""
+        """Builds the model (config name/YAML/dict; None = the checkpoint's own config) and wraps it.
+        The checkpoint's recommended output (``extra["recommended_output"]``) is what
+        ``output="auto"`` picks."""
         from m4sam_ros.model import build_m4sam
+        from m4sam_ros.model.checkpoint import recommended_output
 
         if config is None:
             if m4sam_checkpoint is None:
@@ -166,7 +173,14 @@ class StreamingPredictor:
                 image_size = None
         model = build_m4sam(config, sam2_checkpoint=sam2_checkpoint, m4sam_checkpoint=m4sam_checkpoint,
                             device=device, image_size=image_size)
+        if m4sam_checkpoint is not None:
+            kwargs.setdefault("recommended_output", recommended_output(m4sam_checkpoint))
         return cls(model, device=device, **kwargs)
+
+    def _resolve_output(self, output: str) -> str:
+        if output not in OUTPUT_CHOICES:
+            raise ValueError(f"output must be one of {OUTPUT_CHOICES}, got {output!r}")
+        return self.recommended_output if output == "auto" else output
 
     def set_thresholds(self, **values: Any) -> None:
         """Run-time changes (the node's parameters); unknown names are an error."""
@@ -174,6 +188,8 @@ class StreamingPredictor:
             if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
                             "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output"}:
                 raise ValueError(f"unknown threshold {name!r}")
+            if name == "output":
+                value = self._resolve_output(value)
             setattr(self, name, value)  # reinit_*: delegated to the policy (class attributes above)
 
     # ------------------------------------------------------------------------ state

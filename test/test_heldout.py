@@ -58,3 +58,16 @@ def test_model_branch_scored_as_the_predictor_gives_it(tmp_path: Path) -> None:
     assert res["model"]["S"] == res["model:coarse"]["S"] != res["model:memory"]["S"]
     md = (tmp_path / "heldout.md").read_text()
     assert "(coarse) S | MAE | memory S | combined S |" in md and "pending" not in md
+
+
+def test_auto_branch_is_the_checkpoints_recommendation(tmp_path: Path) -> None:
+    from m4sam_ros.heldout import DEMO_MODEL
+    from m4sam_ros.model.checkpoint import recommended_output
+
+    assert main(["--out", str(tmp_path), "--sets", "layouts", "--videos", "1", "--frames", "3", "--width", "64",
+                 "--height", "48", "--quiet"]) == 0
+    data = json.loads((tmp_path / "heldout.json").read_text())
+    res, branch = data["results"]["layouts"], recommended_output(DEMO_MODEL)
+    assert data["meta"]["branch"] == res["model"]["branch"] == branch
+    assert res["model"]["S"] == res[f"model:{branch}"]["S"]
+    assert f"({branch}) S" in (tmp_path / "heldout.md").read_text()

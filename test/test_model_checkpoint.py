@@ -139,3 +139,32 @@ def test_not_an_m4sam_checkpoint(tmp_path):
     torch.save({"model": {}}, path)
     with pytest.raises(CheckpointError, match="not an M4-SAM checkpoint"):
         load_m4sam_checkpoint(build_m4sam("m4sam_demo"), path)
+
+
+def test_recommended_output_picks_auto_everywhere(tmp_path):
+    """A checkpoint's recommended branch is what output="auto" means (predictor construction and
+    run-time changes); explicit branches win; no recommendation means memory."""
+    from m4sam_ros.model.checkpoint import recommended_output, set_recommended_output
+    from m4sam_ros.predictor import StreamingPredictor
+
+    torch.manual_seed(0)
+    plain = tmp_path / "plain.pt"
+    save_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=64), plain, extra={"step": 5})
+    tagged = tmp_path / "tagged.pt"
+    set_recommended_output(plain, tagged, "coarse")
+    assert recommended_output(plain) == "memory" and recommended_output(tagged) == "coarse"
+    assert safe_load(tagged)["extra"] == {"step": 5, "recommended_output": "coarse"}
+    torch.testing.assert_close(safe_load(tagged)["state_dict"], safe_load(plain)["state_dict"], rtol=0, atol=0)
+    auto = StreamingPredictor.from_config(None, m4sam_checkpoint=tagged, output="auto")
+    assert auto.output == "coarse"
+    assert StreamingPredictor.from_config(None, m4sam_checkpoint=tagged).output == "memory"  # the API default
+    assert StreamingPredictor.from_config(None, m4sam_checkpoint=plain, output="auto").output == "memory"
+    auto.set_thresholds(output="combined")
+    assert auto.output == "combined"
+    auto.set_thresholds(output="auto")
+    assert auto.output == "coarse"
+    with pytest.raises(ValueError, match="output must be one of"):
+        auto.set_thresholds(output="both")
+    with pytest.raises(ValueError, match="output must be one of"):
+        set_recommended_output(plain, tmp_path / "x.pt", "both")
+    assert not (tmp_path / "x.pt").exists()

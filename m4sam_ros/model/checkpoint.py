@@ -108,6 +108,30 @@ def save_m4sam_checkpoint(model: M4SAM, path: str | Path, extra: dict[str, Any] 
     _atomic_save(obj, path)
 
 
+#: The outputs a checkpoint may recommend (``extra["recommended_output"]``): the branch its
+#: held-out evaluation found best. ``output: auto`` (node, m4sam-bag, m4sam-heldout) uses it.
+OUTPUT_BRANCHES = ("memory", "coarse", "combined")
+
+
+def recommended_output(path: str | Path) -> str:
+    """The branch the checkpoint recommends, or ``memory`` (the paper's output) when it names none."""
+    ckpt = safe_load(path)
+    extra = ckpt.get("extra", {}) if isinstance(ckpt, dict) else {}
+    value = extra.get("recommended_output", "memory") if isinstance(extra, dict) else "memory"
+    return value if value in OUTPUT_BRANCHES else "memory"
+
+
+def set_recommended_output(src: str | Path, dst: str | Path, output: str) -> None:
+    """Copies checkpoint ``src`` to ``dst`` (atomically) with ``extra["recommended_output"]`` set;
+    weights, config and the rest of ``extra`` unchanged. How a measured best branch is bundled."""
+    if output not in OUTPUT_BRANCHES:
+        raise ValueError(f"output must be one of {OUTPUT_BRANCHES}, got {output!r}")
+    ckpt = safe_load(src)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{src}: not an M4-SAM checkpoint (no format={FORMAT!r})")
+    _atomic_save(dict(ckpt, extra=dict(ckpt.get("extra", {}), recommended_output=output)), dst)
+
+
 def load_m4sam_checkpoint(model: M4SAM, path: str | Path) -> dict[str, Any]:
     """Load an M4-SAM checkpoint strictly; refuses another config naming the differing settings.
     Returns the checkpoint's ``extra`` dict."""

@@ -156,7 +156,8 @@ class M4SamNode(LifecycleNode):
             t0 = time.monotonic()
             self.predictor = self._build_predictor()
             self.get_logger().info(f"model ready in {time.monotonic() - t0:.1f} s "
-                                   f"({self.p('model_config')}, device {self.device_used})")
+                                   f"({self.p('model_config')}, device {self.device_used}, output "
+                                   f"{getattr(self.predictor, 'output', self.p('output'))})")
         except ConfigurationError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self._free_model()

@@ -77,9 +77,10 @@ PARAMS: dict[str, ParamSpec] = {
                           "are skipped before decoding. Pause/resume with the ~/enable service.", False,
                           (0.0, 1000.0)),
     "mask_threshold": ParamSpec(0.5, "Saliency above which a pixel is in the mask.", False, (0.0, 1.0)),
-    "output": ParamSpec("memory", "Map behind ~/saliency and ~/mask: memory (SAM2's memory branch, the paper's "
-                        "output), coarse (the per-frame GMLFF head) or combined (their mean).", False,
-                        choices=("memory", "coarse", "combined")),
+    "output": ParamSpec("auto", "Map behind ~/saliency and ~/mask: memory (SAM2's memory branch, the paper's "
+                        "output), coarse (the per-frame GMLFF head), combined (their mean), or auto (the branch the "
+                        "checkpoint recommends, else memory).", False,
+                        choices=("auto", "memory", "coarse", "combined")),
     "publish_mask": ParamSpec(True, "Publish ~/mask (mono8 0/255)."),
     "publish_saliency": ParamSpec(True, "Publish ~/saliency (32FC1 in [0,1])."),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rgb8 tint + boxes)."),
