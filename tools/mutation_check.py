@@ -153,6 +153,15 @@ MUTANTS: tuple[Mutant, ...] = (
            r"sorted\(\(abs\(s - stamp\), s\)", "sorted((-abs(s - stamp), s)",
            ("test/test_sync.py", "-k", "real_message_filters or closest"),
            "partner candidates tried farthest first", "NODE"),
+    # ---------------------------------------------------------------- fine-tuning and the output branch
+    Mutant("train-init-ignored", "m4sam_ros/train.py",
+           r"m4sam_checkpoint=None if args\.resume else args\.init\)", "m4sam_checkpoint=None)",
+           ("test/test_train.py", "-k", "init_fine"), "--init weights are not loaded (training starts from scratch)",
+           "TRAIN"),
+    Mutant("output-auto-ignores-checkpoint", "m4sam_ros/predictor.py",
+           r'kwargs\.setdefault\("recommended_output", recommended_output\(m4sam_checkpoint\)\)', "pass",
+           ("test/test_model_checkpoint.py", "-k", "recommended"),
+           "output auto ignores the checkpoint's recommended branch", "MODEL"),
 )
 
 
