@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     node.create_subscription(Image, "/m4sam/mask", on_mask, 10)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
-    threading.Thread(target=ex.spin, daemon=True).start()
+    spinner = threading.Thread(target=ex.spin, daemon=True)
+    spinner.start()
     proc = subprocess.Popen([sys.executable, "-m", "m4sam_ros.ros.node", "--ros-args", *extra],
                             env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))
     code = 0
@@ -127,10 +128,15 @@ def main(argv: list[str] | None = None) -> None:
         if proc.poll() is None:
             proc.send_signal(2)
             try:
-                proc.wait(timeout=30)
+                print(f"node exited with code {proc.wait(timeout=30)} after SIGINT", flush=True)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        ex.shutdown()
+                print("node did not exit within 30 s of SIGINT: killed", flush=True)
+                code = 1
+        # stop the spin thread before the context goes: a thread still inside rcl's wait at
+        # interpreter exit aborts the process ("terminate called without an active exception")
+        ex.shutdown(timeout_sec=5)
+        spinner.join(timeout=5)
         node.destroy_node()
         rclpy.shutdown()
     sys.exit(code)
