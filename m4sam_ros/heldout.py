@@ -84,6 +84,24 @@ def _baseline_maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         yield i, {"depth-only": _depth_only(f.depth, video.depth_kind), "rgb-only": rgb_baseline(f.rgb)}
 
 
+def gt_through_grid(gt: np.ndarray, grid: int) -> np.ndarray:
+    """The ground truth squeezed to ``grid`` x ``grid`` (area) and stretched back (bilinear): the
+    best map a model whose output is that grid (stride 4 of a square input, as SAM2's masks) can
+    give. Its S is the resolution ceiling of such a model. float [0, 1]."""
+    g = gt.astype(np.float32) / 255.0
+    small = cv2.resize(g, (grid, grid), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _ceiling_maps(grid: int) -> Any:
+    def maps(video: Video) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        for i in range(len(video)):
+            f = video[i]
+            if f.gt is not None:
+                yield i, {f"gt@{grid}": gt_through_grid(f.gt, grid)}
+    return maps
+
+
 def _depth_only(depth: np.ndarray, kind: Any) -> np.ndarray:
     from m4sam_ros.evaluate import depth_baseline
 
@@ -94,7 +112,8 @@ BRANCHES = ("memory", "coarse", "combined")
 
 
 def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int = 16,
-                  progress: bool = False, branch: str = "auto") -> dict[str, dict[str, dict[str, Any]]]:
+                  progress: bool = False, branch: str = "auto", ceiling: int = 0
+                  ) -> dict[str, dict[str, dict[str, Any]]]:
     """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``;
     auto: the checkpoint's recommended one, named in ``model["branch"]``) and ``model:<b>`` for
     every branch b."""
@@ -107,6 +126,8 @@ def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int
     for name, root in roots.items():
         videos = open_videos("synthetic", root, "test")
         res = evaluate_maps(videos, _baseline_maps, ["depth-only", "rgb-only"], None, progress=progress)
+        if ceiling:
+            res |= evaluate_maps(videos, _ceiling_maps(ceiling), [f"gt@{ceiling}"], None, progress=progress)
         if runner is not None:
             t0 = time.perf_counter()
 
@@ -155,12 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--branch", choices=("auto", *BRANCHES), default="auto",
                    help="the model's map the table reports (the node's `output` parameter; auto: the "
                         "checkpoint's recommended branch, else memory)")
+    p.add_argument("--ceiling", type=int, default=0, metavar="GRID",
+                   help="also score the ground truth squeezed through a GRID x GRID output (e.g. 32: a 128 px "
+                        "model's stride-4 masks): the resolution ceiling of such a model (JSON only)")
     p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: never)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.videos < 1 or args.frames < 1:
         p.error("--videos and --frames must be >= 1")
+    if args.ceiling < 0:
+        p.error("--ceiling must be 0 (off) or a grid size >= 1")
     if args.threads:
         import torch
 
@@ -171,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         roots = write_sets(out, args.videos, args.frames, args.width, args.height, tuple(args.sets))
         ckpt = None if args.baselines_only else Path(args.checkpoint)
-        results = evaluate_sets(roots, ckpt, args.clip_len, progress=not args.quiet, branch=args.branch)
+        results = evaluate_sets(roots, ckpt, args.clip_len, progress=not args.quiet, branch=args.branch,
+                                ceiling=args.ceiling)
     except (EvalError, DatasetError, OSError, ValueError) as exc:
         print(f"m4sam-heldout: error: {exc}", file=sys.stderr)
         return 2

@@ -71,3 +71,16 @@ def test_auto_branch_is_the_checkpoints_recommendation(tmp_path: Path) -> None:
     assert data["meta"]["branch"] == res["model"]["branch"] == branch
     assert res["model"]["S"] == res[f"model:{branch}"]["S"]
     assert f"({branch}) S" in (tmp_path / "heldout.md").read_text()
+
+
+def test_resolution_ceiling_is_the_ground_truth_through_the_grid(tmp_path: Path) -> None:
+    from m4sam_ros.heldout import gt_through_grid
+
+    assert main(["--out", str(tmp_path), "--baselines-only", "--sets", "shapes", "--videos", "1", "--frames", "3",
+                 "--width", "64", "--height", "48", "--ceiling", "8", "--quiet"]) == 0
+    got = json.loads((tmp_path / "heldout.json").read_text())["results"]["shapes"]["gt@8"]["S"]
+    video = open_videos("synthetic", tmp_path / "sets" / "shapes", "test")[0]
+    direct = score_pairs([((gt_through_grid(f.gt, 8) * 255 + 0.5).astype(np.uint8), f.gt) for f in video])
+    assert abs(got - direct["S"]) < 1e-9 and got < 0.98  # an 8x8 grid loses the shape's detail
+    fine = [gt_through_grid(f.gt, 512) for f in video]
+    assert all(np.abs(m * 255 - f.gt).max() < 128 for m, f in zip(fine, video, strict=True))  # a fine grid keeps it
