@@ -66,7 +66,8 @@ def make(context):
 
 
 def demo_predictor():
-    return StreamingPredictor.from_config("m4sam_demo", m4sam_checkpoint=str(DEMO_MODEL), device="cpu")
+    # output auto, as the node: the bundled model's recommended branch
+    return StreamingPredictor.from_config("m4sam_demo", m4sam_checkpoint=str(DEMO_MODEL), device="cpu", output="auto")
 
 
 def send_raw(h, i, stamp_ns=None):
