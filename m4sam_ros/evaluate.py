@@ -147,13 +147,11 @@ class PredictorRunner:
         if protocol not in PROTOCOLS:
             raise EvalError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         self.protocol = protocol
-        from m4sam_ros.model.checkpoint import OUTPUT_BRANCHES
+        from m4sam_ros.model.checkpoint import recommended_output
 
-        recommended = ckpt.get("extra", {}).get("recommended_output", "memory")
         self.predictor = StreamingPredictor(model, torch.device(device),
                                             output=output if output in BRANCHES else "memory",
-                                            recommended_output=recommended if recommended in OUTPUT_BRANCHES
-                                            else "memory",
+                                            recommended_output=recommended_output(ckpt),
                                             **(NO_HEURISTICS if protocol == "paper" else {}))
         self.image_size = int(model.image_size)
         self.extra = ckpt.get("extra", {})

@@ -280,16 +280,21 @@ def test_markers_need_camera_info_then_appear(harness_factory):
     assert set(np.round(np.unique(pts[:, 2]), 1)) >= {1.0, 3.0}
 
 
+def send_frame(h: Harness, i: int, key: str) -> None:
+    """Frame ``i`` of the test scene as raw rgb8 + 16UC1, then wait for one more ``key`` output."""
+    rgb, depth = frame(i)
+    n = len(h.got[key])
+    h.send(color_msg(rgb, "rgb8", header(T0 + i * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + i * FRAME_NS)))
+    wait_processed(h, n + 1, key)
+
+
 def test_runtime_threshold_switches_and_invalid_parameters(harness_factory):
     h = harness_factory()
     h.start()
     bridge = compat.CvBridge()
 
     def one(i):
-        rgb, depth = frame(i)
-        n = len(h.got["overlay"])
-        h.send(color_msg(rgb, "rgb8", header(T0 + i * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + i * FRAME_NS)))
-        wait_processed(h, n + 1, "overlay")
+        send_frame(h, i, "overlay")
 
     assert all(r.successful for r in h.node.set_parameters([Parameter("mask_threshold", value=0.0)]))
     one(0)
@@ -323,10 +328,7 @@ def test_output_parameter_picks_the_branch(harness_factory):
     bridge = compat.CvBridge()
 
     def soft_share(i):
-        rgb, depth = frame(i)
-        n = len(h.got["saliency"])
-        h.send(color_msg(rgb, "rgb8", header(T0 + i * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 + i * FRAME_NS)))
-        wait_processed(h, n + 1, "saliency")
+        send_frame(h, i, "saliency")
         sal = bridge.imgmsg_to_cv2(h.got["saliency"][-1])
         return float(((sal > 0.01) & (sal < 0.99)).mean())
 

@@ -113,9 +113,10 @@ def save_m4sam_checkpoint(model: M4SAM, path: str | Path, extra: dict[str, Any] 
 OUTPUT_BRANCHES = ("memory", "coarse", "combined")
 
 
-def recommended_output(path: str | Path) -> str:
-    """The branch the checkpoint recommends, or ``memory`` (the paper's output) when it names none."""
-    ckpt = safe_load(path)
+def recommended_output(checkpoint: str | Path | dict[str, Any]) -> str:
+    """The branch the checkpoint (a path, or the dict already loaded) recommends, or ``memory``
+    (the paper's output) when it names none."""
+    ckpt = checkpoint if isinstance(checkpoint, dict) else safe_load(checkpoint)
     extra = ckpt.get("extra", {}) if isinstance(ckpt, dict) else {}
     value = extra.get("recommended_output", "memory") if isinstance(extra, dict) else "memory"
     return value if value in OUTPUT_BRANCHES else "memory"
