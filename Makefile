@@ -72,7 +72,7 @@ mutation: setup testenv
 
 # The main job: the real node on a replayed synthetic RGB-D bag, recorded and scored (demo_output/).
 demo: setup
-	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.demo --out demo_output
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.apps.demo --out demo_output
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output .pytest_cache .ruff_cache

@@ -35,14 +35,14 @@ setup(
     entry_points={
         "console_scripts": [
             "m4sam_node = m4sam_ros.ros.node:main",
-            "m4sam-train = m4sam_ros.train:main",
-            "m4sam-eval = m4sam_ros.evaluate:main",
-            "m4sam-bag = m4sam_ros.bag:main",
-            "m4sam-bench = m4sam_ros.bench:main",
-            "m4sam-synth = m4sam_ros.data.synth:main",
-            "m4sam-heldout = m4sam_ros.heldout:main",
-            "m4sam-delivery-bench = m4sam_ros.ros.delivery_bench:main",
-            "m4sam-soak = m4sam_ros.ros.soak_bench:main",
+            "m4sam-train = m4sam_ros.training.train:main",
+            "m4sam-eval = m4sam_ros.evaluation.evaluate:main",
+            "m4sam-bag = m4sam_ros.apps.bag:main",
+            "m4sam-bench = m4sam_ros.benchmarks.bench:main",
+            "m4sam-synth = m4sam_ros.data.synth.world:main",
+            "m4sam-heldout = m4sam_ros.evaluation.heldout:main",
+            "m4sam-delivery-bench = m4sam_ros.benchmarks.delivery_bench:main",
+            "m4sam-soak = m4sam_ros.benchmarks.soak_bench:main",
         ],
     },
 )

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from m4sam_ros.data import clips, synth
+from m4sam_ros.data import clips
 from m4sam_ros.data.clips import ClipAugmentation, ClipDataset
 from m4sam_ros.data.datasets import open_videos
+from m4sam_ros.data.synth import world as synth
 
 JITTERS = [(1.0, 1.0, 1.0), (1.2, 1.0, 1.0), (0.8, 1.2, 0.8), (1.15, 0.85, 1.2)]
 

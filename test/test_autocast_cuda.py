@@ -21,9 +21,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from m4sam_ros.losses import clip_loss
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.model.moe_lora import MoELoRA
+from m4sam_ros.training.losses import clip_loss
 
 LOWER = {
     "__matmul__", "__rmatmul__", "addbmm", "addmm", "addmv", "addr", "baddbmm", "bmm", "chain_matmul",

@@ -10,10 +10,10 @@ import torch
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from m4sam_ros.bag import BagError, main, process_bag
-from m4sam_ros.data import synth
-from m4sam_ros.image_codec import image_to_numpy
-from m4sam_ros.predictor import StreamingPredictor
+from m4sam_ros.apps.bag import BagError, main, process_bag
+from m4sam_ros.data.synth import world as synth
+from m4sam_ros.msgs.image_codec import image_to_numpy
+from m4sam_ros.predictor.streaming import StreamingPredictor
 
 FRAMES = 5
 
@@ -120,7 +120,7 @@ def test_existing_output_is_not_overwritten_without_flag(tmp_path: Path, video) 
 
 def test_branch_and_mask_threshold_reach_the_predictor(tmp_path: Path, video, capsys) -> None:
     """--branch / --mask-threshold: the masks are the bundled model's coarse map at 0.3."""
-    from m4sam_ros.bag import DEMO_MODEL
+    from m4sam_ros.apps.bag import DEMO_MODEL
 
     bag = synth.write_bag(video, tmp_path / "in")
     assert main(["--input", str(bag), "--output", str(tmp_path / "out"), "--branch", "coarse",

@@ -17,13 +17,13 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from m4sam_ros import compressed as cz
-from m4sam_ros.bag import DEMO_MODEL, BagError, main, process_bag, resolve_topics, sweep_stale
-from m4sam_ros.data import synth
-from m4sam_ros.image_codec import image_to_numpy, numpy_to_image
-from m4sam_ros.predictor import StreamingPredictor
+from m4sam_ros.apps.bag import DEMO_MODEL, BagError, main, process_bag, resolve_topics, sweep_stale
+from m4sam_ros.data.synth import world as synth
+from m4sam_ros.msgs import compressed as cz
+from m4sam_ros.msgs.image_codec import image_to_numpy, numpy_to_image
+from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros.detections3d import HAVE_VISION_MSGS
-from m4sam_ros.tracking import box_iou
+from m4sam_ros.scene.tracking import box_iou
 
 FRAMES = 6
 T0 = 1_700_000_000_000_000_000
@@ -55,7 +55,7 @@ def write_bag(path: Path, video: synth.SyntheticVideo, stamps: list[tuple[int | 
               depth_encoding: str = "16UC1") -> Path:
     """A RealSense-like bag: per entry (colour stamp, depth stamp) of frame ``frames[i]`` (None:
     that stream has no message). ``compressed`` = (colour codec, depth codec) writes only
-    image_transport's CompressedImage topics, built by m4sam_ros.compressed's encoders, which
+    image_transport's CompressedImage topics, built by m4sam_ros.msgs.compressed's encoders, which
     test_compressed proves byte-identical to image_transport's."""
     ts = get_typestore(Stores.ROS2_KILTED)
     Image, Compressed = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CompressedImage"]
@@ -269,7 +269,7 @@ def test_malicious_checkpoint_is_one_clean_line(tmp_path: Path, video, capsys) -
 def _start(bag: Path, out: Path, video_path: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "62"))
-    return subprocess.Popen([sys.executable, "-m", "m4sam_ros.bag", "--input", str(bag), "--output", str(out),
+    return subprocess.Popen([sys.executable, "-m", "m4sam_ros.apps.bag", "--input", str(bag), "--output", str(out),
                              "--video", str(video_path), "--quiet"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

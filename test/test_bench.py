@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from m4sam_ros.bench import main
+from m4sam_ros.benchmarks.bench import main
 
 KEYS = {"sam2_vp_ms", "stream_rgb_ms", "m4sam_ms", "ratio_stream_rgb_vs_sam2_vp", "ratio_m4sam_vs_sam2_vp",
         "stream_state_bytes_warm", "stream_state_bytes_end", "sam2_vp_state_bytes_warm", "sam2_vp_state_bytes_end"}

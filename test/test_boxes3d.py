@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from m4sam_ros.boxes3d import Camera, DepthUnitsError, boxes_3d, depth_in_metres
-from m4sam_ros.predictor import Box, boxes_from_mask
+from m4sam_ros.predictor.streaming import Box, boxes_from_mask
+from m4sam_ros.scene.boxes3d import Camera, DepthUnitsError, boxes_3d, depth_in_metres
 
 CAM = Camera(fx=200.0, fy=210.0, cx=63.5, cy=47.5)
 H, W = 96, 128

@@ -40,7 +40,7 @@ def test_package_xml_is_valid_format_3_ament_python():
     assert [d.name for d in pkg.buildtool_depends] == ["ament_python"]
     exec_deps = {d.name for d in pkg.exec_depends}
     assert "rviz2" not in exec_deps, "rviz2 must stay optional (headless robots)"
-    assert "cv_bridge" not in exec_deps, "images are decoded by m4sam_ros.image_codec, not cv_bridge"
+    assert "cv_bridge" not in exec_deps, "images are decoded by m4sam_ros.msgs.image_codec, not cv_bridge"
     assert {"python3-numpy", "python3-opencv", "python3-yaml", "python3-tqdm", "python3-matplotlib"} <= exec_deps
     xml = (ROOT / "package.xml").read_text()
     for pip_only in ("torch", "sam2", "pysodmetrics", "rosbags"):

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 from sensor_msgs_py import point_cloud2
 from std_msgs.msg import Header
 
-from m4sam_ros.image_codec import SUPPORTED_ENCODINGS
+from m4sam_ros.msgs.image_codec import SUPPORTED_ENCODINGS
 from m4sam_ros.ros import compat
 
 LAYOUT = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
@@ -198,7 +198,7 @@ def test_standin_synchronizer_pairs_like_the_real_message_filters(seed, queue_si
 
 
 def test_standin_keeps_pairing_where_message_filters_sticks():
-    """The one documented difference (m4sam_ros.sync): after a colour stamp glitch into the future,
+    """The one documented difference (m4sam_ros.msgs.sync): after a colour stamp glitch into the future,
     message_filters drops every new colour message until the stream catches up; the stand-in pairs."""
     t0 = 1_700_000_000 * 10**9
     events = [(0, t0 + 500_000_000 + i) for i in range(3)]

@@ -4,7 +4,7 @@ The reference builders below are line-by-line ports of ros-perception/image_tran
 (compressed_publisher.cpp, compressed_depth_image_transport codec.cpp and rvl_codec.cpp): a ctypes
 ``ConfigHeader`` (the C struct, laid out by the C rules), float32 arithmetic and C's
 float -> unsigned short truncation for the inverse-depth quantisation, and RvlCodec's word/nibble
-loop emulated per pixel. They are deliberately slow and independent of ``m4sam_ros.compressed``.
+loop emulated per pixel. They are deliberately slow and independent of ``m4sam_ros.msgs.compressed``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage
 
-from m4sam_ros import compressed as cz
+from m4sam_ros.msgs import compressed as cz
 from m4sam_ros.ros.messages import rclpy_image
 
 

@@ -12,7 +12,7 @@ import torch
 
 from m4sam_ros.data.clips import ClipAugmentation, ClipDataset
 from m4sam_ros.data.datasets import DatasetError, open_videos
-from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.model.depth import normalize_depth
 
 H, W = 24, 32
 

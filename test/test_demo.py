@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from m4sam_ros.demo import run_demo, summarize
+from m4sam_ros.apps.demo import run_demo, summarize
 from m4sam_ros.model import build_m4sam, save_m4sam_checkpoint
 
 

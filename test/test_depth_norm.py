@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.model.depth import normalize_depth
 
 
 def _scene_mm(seed: int = 0) -> np.ndarray:

@@ -12,10 +12,10 @@ import numpy as np
 import py_sod_metrics as psm
 import pytest
 
-from m4sam_ros.data import synth
-from m4sam_ros.evaluate import depth_baseline
-from m4sam_ros.evaluate import main as eval_main
-from m4sam_ros.metrics import KEYS
+from m4sam_ros.data.synth import world as synth
+from m4sam_ros.evaluation.evaluate import depth_baseline
+from m4sam_ros.evaluation.evaluate import main as eval_main
+from m4sam_ros.evaluation.metrics import KEYS
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +197,8 @@ def test_protocols_paper_and_streaming(data_root: Path, checkpoint: Path, tmp_pa
     """paper: clips of N annotated frames, reset per clip, heuristics off; streaming: every frame,
     one reset per video, the predictor's (the node's) defaults. Both named in metrics.md."""
     from m4sam_ros.data.datasets import open_videos
-    from m4sam_ros.evaluate import PredictorRunner
-    from m4sam_ros.predictor import StreamingPredictor
+    from m4sam_ros.evaluation.evaluate import PredictorRunner
+    from m4sam_ros.predictor.streaming import StreamingPredictor
 
     sparse = tmp_path / "rdvs"
     video = synth.generate_video(7, 12, 64, 48)

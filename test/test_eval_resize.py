@@ -12,11 +12,11 @@ import numpy as np
 import py_sod_metrics as psm
 import pytest
 
-from m4sam_ros.data import synth
 from m4sam_ros.data.datasets import open_videos
-from m4sam_ros.evaluate import evaluate_maps
-from m4sam_ros.evaluate import main as eval_main
-from m4sam_ros.metrics import resize_to
+from m4sam_ros.data.synth import world as synth
+from m4sam_ros.evaluation.evaluate import evaluate_maps
+from m4sam_ros.evaluation.evaluate import main as eval_main
+from m4sam_ros.evaluation.metrics import resize_to
 
 
 def test_resize_to_is_bilinear_with_known_values() -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from m4sam_ros.geometry import Intrinsics, backproject, depth_to_metres
+from m4sam_ros.scene.geometry import Intrinsics, backproject, depth_to_metres
 
 INTR = Intrinsics(fx=100.0, fy=100.0, cx=79.5, cy=59.5, width=160, height=120)
 
@@ -63,7 +63,7 @@ def test_intrinsics_must_be_finite_and_positive():
 
     import pytest
 
-    from m4sam_ros.geometry import Intrinsics
+    from m4sam_ros.scene.geometry import Intrinsics
 
     good = [120.0, 0.0, 79.5, 0.0, 120.0, 59.5, 0.0, 0.0, 1.0]
     assert Intrinsics.from_k(good, 160, 120).fx == 120.0

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from m4sam_ros.data.datasets import open_videos
-from m4sam_ros.heldout import SETS, main, rgb_baseline
-from m4sam_ros.metrics import score_pairs
+from m4sam_ros.evaluation.heldout import SETS, main, rgb_baseline
+from m4sam_ros.evaluation.metrics import score_pairs
 
 
 def test_rgb_baseline_finds_the_odd_colour() -> None:
@@ -27,8 +27,8 @@ def test_heldout_sets_and_table(tmp_path: Path) -> None:
     md = (tmp_path / "heldout.md").read_text()
     assert md.count("\n") == len(SETS) + 2 and "| shapes | cross, crescent" in md and "pending" in md
     # the baseline's figures are the metrics of its masks (scored directly here)
-    from m4sam_ros.data.depth import normalize_depth
-    from m4sam_ros.evaluate import depth_baseline
+    from m4sam_ros.evaluation.evaluate import depth_baseline
+    from m4sam_ros.model.depth import normalize_depth
 
     video = open_videos("synthetic", tmp_path / "sets" / "layouts", "test")[0]
     pairs = [(depth_baseline(normalize_depth(f.depth, "metric")), f.gt) for f in video]
@@ -40,8 +40,8 @@ def test_heldout_sets_and_table(tmp_path: Path) -> None:
 def test_model_branch_scored_as_the_predictor_gives_it(tmp_path: Path) -> None:
     """The bundled model on one tiny set: the table's model column is the chosen branch's score,
     computed from the very maps the streaming predictor returns."""
-    from m4sam_ros.evaluate import PredictorRunner
-    from m4sam_ros.heldout import DEMO_MODEL
+    from m4sam_ros.evaluation.evaluate import PredictorRunner
+    from m4sam_ros.evaluation.heldout import DEMO_MODEL
 
     assert main(["--out", str(tmp_path), "--sets", "shapes", "--videos", "1", "--frames", "4", "--width", "64",
                  "--height", "48", "--branch", "coarse", "--quiet"]) == 0
@@ -49,7 +49,7 @@ def test_model_branch_scored_as_the_predictor_gives_it(tmp_path: Path) -> None:
     video = open_videos("synthetic", tmp_path / "sets" / "shapes", "test")[0]
     runner = PredictorRunner(DEMO_MODEL)
     maps = dict(runner.run(video, 16))
-    from m4sam_ros.metrics import resize_to, to_uint8
+    from m4sam_ros.evaluation.metrics import resize_to, to_uint8
 
     for branch in ("coarse", "memory"):
         direct = score_pairs([(resize_to(to_uint8(maps[i][branch]), f.gt.shape[:2]), f.gt)
@@ -61,7 +61,7 @@ def test_model_branch_scored_as_the_predictor_gives_it(tmp_path: Path) -> None:
 
 
 def test_auto_branch_is_the_checkpoints_recommendation(tmp_path: Path) -> None:
-    from m4sam_ros.heldout import DEMO_MODEL
+    from m4sam_ros.evaluation.heldout import DEMO_MODEL
     from m4sam_ros.model.checkpoint import recommended_output
 
     assert main(["--out", str(tmp_path), "--sets", "layouts", "--videos", "1", "--frames", "3", "--width", "64",
@@ -74,7 +74,7 @@ def test_auto_branch_is_the_checkpoints_recommendation(tmp_path: Path) -> None:
 
 
 def test_resolution_ceiling_is_the_ground_truth_through_the_grid(tmp_path: Path) -> None:
-    from m4sam_ros.heldout import gt_through_grid
+    from m4sam_ros.evaluation.heldout import gt_through_grid
 
     assert main(["--out", str(tmp_path), "--baselines-only", "--sets", "shapes", "--videos", "1", "--frames", "3",
                  "--width", "64", "--height", "48", "--ceiling", "8", "--quiet"]) == 0

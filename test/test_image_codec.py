@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from m4sam_ros.image_codec import (
+from m4sam_ros.msgs.image_codec import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     image_to_numpy,

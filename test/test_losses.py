@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from m4sam_ros.losses import (
+from m4sam_ros.training.losses import (
     boundary_weights,
     clip_loss,
     edge_loss_per_map,

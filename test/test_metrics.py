@@ -8,7 +8,7 @@ import numpy as np
 import py_sod_metrics as psm
 import pytest
 
-from m4sam_ros.metrics import KEYS, SODMetrics, resize_to, score_pairs, to_uint8
+from m4sam_ros.evaluation.metrics import KEYS, SODMetrics, resize_to, score_pairs, to_uint8
 
 
 def _gt(h: int = 48, w: int = 64) -> np.ndarray:
@@ -90,7 +90,7 @@ def test_metric_accumulator_against_hand_computed_values() -> None:
     """MetricAccumulator's numbers computed by hand here (PySODMetrics' documented rules: GT > 128,
     prediction min-max normalised per frame, adaptive threshold twice the mean, beta^2 0.3, and
     the S-measure's empty/full-GT cases), averaged over frames."""
-    from m4sam_ros.metrics import MetricAccumulator
+    from m4sam_ros.evaluation.metrics import MetricAccumulator
 
     acc = MetricAccumulator()
     gt1 = np.zeros((10, 10), np.uint8)

@@ -145,7 +145,7 @@ def test_recommended_output_picks_auto_everywhere(tmp_path):
     """A checkpoint's recommended branch is what output="auto" means (predictor construction and
     run-time changes); explicit branches win; no recommendation means memory."""
     from m4sam_ros.model.checkpoint import recommended_output, set_recommended_output
-    from m4sam_ros.predictor import StreamingPredictor
+    from m4sam_ros.predictor.streaming import StreamingPredictor
 
     torch.manual_seed(0)
     plain = tmp_path / "plain.pt"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from m4sam_ros.losses import clip_loss
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.model.build import load_config
 from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
+from m4sam_ros.training.losses import clip_loss
 
 S = 64
 

@@ -30,7 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from m4sam_ros.model.build import build_m4sam
 from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
-from m4sam_ros.predictor import StreamingPredictor
+from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros import compat
 from m4sam_ros.ros.detections3d import Detection3DArray
 from m4sam_ros.ros.node import ConfigurationError, M4SamNode

@@ -26,7 +26,7 @@ from test_compressed import ref_compressed_color, ref_compressed_depth
 from test_node import FRAME_NS, T0, Harness, camera_info, color_msg, depth_msg, frame, header
 from visualization_msgs.msg import Marker
 
-from m4sam_ros.predictor import StreamingPredictor
+from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros import compat, control, pipeline, transport
 from m4sam_ros.ros.params import DEMO_MODEL
 
@@ -343,7 +343,7 @@ def test_auto_transport_follows_publishers_that_come_later(make):
 
 
 def _decoded_depth(dm):
-    from m4sam_ros.compressed import decompress
+    from m4sam_ros.msgs.compressed import decompress
     from m4sam_ros.ros.messages import rclpy_image
     return decompress(dm, "depth", rclpy_image)
 

@@ -9,10 +9,10 @@ from rosbags.typesys import Stores, get_typestore
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from m4sam_ros.boxes3d import Box3DDetection
-from m4sam_ros.image_codec import image_to_numpy
+from m4sam_ros.msgs.image_codec import image_to_numpy
 from m4sam_ros.ros import compat, messages
 from m4sam_ros.ros.detections3d import detection2d_array, markers_with_ids
+from m4sam_ros.scene.boxes3d import Box3DDetection
 
 
 @dataclass

@@ -143,7 +143,7 @@ def test_soak_benchmark_runs_and_ends_cleanly() -> None:
     domain = (int(os.environ.get("ROS_DOMAIN_ID", "42")) + 37) % 100 + 1  # not this process's domain
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain),
                OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, "-m", "m4sam_ros.ros.soak_bench", "--minutes", "0.1", "--report", "2",
+    res = subprocess.run([sys.executable, "-m", "m4sam_ros.benchmarks.soak_bench", "--minutes", "0.1", "--report", "2",
                           "--size", "160x120"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out

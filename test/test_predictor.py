@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from m4sam_ros.data.synth import generate_video
+from m4sam_ros.data.synth.world import generate_video
 from m4sam_ros.model import build_m4sam
-from m4sam_ros.predictor import Box, StreamingPredictor, boxes_from_mask
+from m4sam_ros.predictor.streaming import Box, StreamingPredictor, boxes_from_mask
 
 #: no re-initialisation of any kind (low score, disagreement, scene cut): pure tracking
 NO_REINIT = {"reinit_low_score_frames": 10**9, "reinit_iou_frames": 10**9, "reinit_cut_threshold": -1.0}

@@ -61,7 +61,7 @@ def test_predictor_conditions_on_the_shared_rule_never_empty():
 
     from m4sam_ros.model import build_m4sam
     from m4sam_ros.model.build import load_config
-    from m4sam_ros.predictor import StreamingPredictor
+    from m4sam_ros.predictor.streaming import StreamingPredictor
 
     torch.manual_seed(0)
     # the conv head: its random map varies across the image, so the relative threshold picks a part

@@ -1,4 +1,4 @@
-"""The colour/depth pairing (m4sam_ros.sync) under adversarial stamp streams: the sequences that
+"""The colour/depth pairing (m4sam_ros.msgs.sync) under adversarial stamp streams: the sequences that
 crashed or froze it (issue 13), random streams driven by hypothesis (every pair within the slop,
 nothing emitted twice, a clean stream pairs again after any prefix), and the same pairs as the
 real message_filters.ApproximateTimeSynchronizer on every stream where that one is well defined."""
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from m4sam_ros.sync import ApproximateTimePairer, Jump, JumpDetector, drop_stale, pair_sequence
+from m4sam_ros.msgs.sync import ApproximateTimePairer, Jump, JumpDetector, drop_stale, pair_sequence
 
 MS = 1_000_000
 FRAME = 33_333_333

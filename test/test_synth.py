@@ -10,11 +10,15 @@ import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from m4sam_ros.data import synth, synth_depth, synth_layouts, synth_shapes, synth_textures
 from m4sam_ros.data.datasets import open_videos
-from m4sam_ros.data.depth import normalize_depth
-from m4sam_ros.data.synth_scene import FACTORS, POOLS, factor_pools, sample_scene
-from m4sam_ros.image_codec import image_to_numpy
+from m4sam_ros.data.synth import depth as synth_depth
+from m4sam_ros.data.synth import layouts as synth_layouts
+from m4sam_ros.data.synth import shapes as synth_shapes
+from m4sam_ros.data.synth import textures as synth_textures
+from m4sam_ros.data.synth import world as synth
+from m4sam_ros.data.synth.scene import FACTORS, POOLS, factor_pools, sample_scene
+from m4sam_ros.model.depth import normalize_depth
+from m4sam_ros.msgs.image_codec import image_to_numpy
 
 
 def test_same_seed_same_video_other_seed_other_video() -> None:
@@ -164,8 +168,8 @@ def test_every_convention_scores_the_same(tmp_path: Path) -> None:
     and a model (whose fusion gives depth a say) score the same on all of them."""
     import torch
 
-    from m4sam_ros.evaluate import PredictorRunner, evaluate_maps
-    from m4sam_ros.heldout import _baseline_maps
+    from m4sam_ros.evaluation.evaluate import PredictorRunner, evaluate_maps
+    from m4sam_ros.evaluation.heldout import _baseline_maps
     from m4sam_ros.model import build_m4sam, save_m4sam_checkpoint
 
     torch.manual_seed(1)

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from m4sam_ros.predictor import Box, SaliencyResult, boxes_from_mask
+from m4sam_ros.predictor.streaming import Box, SaliencyResult, boxes_from_mask
 from m4sam_ros.ros import detections3d as d3
-from m4sam_ros.tracking import OverlapTracker, box_iou
+from m4sam_ros.scene.tracking import OverlapTracker, box_iou
 
 
 def _b(x0: int, y0: int, x1: int, y1: int, s: float = 0.9) -> Box:

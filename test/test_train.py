@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from m4sam_ros.data import synth
 from m4sam_ros.data.clips import ClipDataset
 from m4sam_ros.data.datasets import open_videos
-from m4sam_ros.losses import clip_loss
+from m4sam_ros.data.synth import world as synth
 from m4sam_ros.model import build_m4sam, load_m4sam_checkpoint
 from m4sam_ros.model.preprocess import normalize_rgb
-from m4sam_ros.train import main as train_main
-from m4sam_ros.train import parse_args
 from m4sam_ros.training import state as unit_state
+from m4sam_ros.training.losses import clip_loss
+from m4sam_ros.training.train import main as train_main
+from m4sam_ros.training.train import parse_args
 
 SIZE = "64"
 
@@ -139,7 +139,7 @@ def test_resume_continues_the_same_schedule(data_root: Path, reference_run: Path
 _KILLED_TRAIN = """
 import os, sys
 from m4sam_ros.training import state
-from m4sam_ros.train import main
+from m4sam_ros.training.train import main
 point = sys.argv[1]
 state.save_point = lambda name: os._exit(137) if name == point and state_step[0] == 3 else None
 state_step = [0]
@@ -148,7 +148,7 @@ def save_unit(run, model, train_state, *a, **k):
     state_step[0] = train_state["step"]
     return real(run, model, train_state, *a, **k)
 state.save_unit = save_unit
-import m4sam_ros.train as t
+import m4sam_ros.training.train as t
 t.save_unit = save_unit
 sys.exit(main(sys.argv[2:]))
 """
@@ -185,7 +185,7 @@ def test_two_gloo_processes_under_torchrun(data_root: Path, tmp_path: Path) -> N
     run = tmp_path / "ddp"
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "m4sam_ros.train", *_args(data_root, run, 2, "--batch-size", "1")]
+           f"--master_port={_free_port()}", "-m", "m4sam_ros.training.train", *_args(data_root, run, 2, "--batch-size", "1")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout

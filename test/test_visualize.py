@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from m4sam_ros.visualize import as_rgb, contact_sheet, render_overlay
+from m4sam_ros.viz.visualize import as_rgb, contact_sheet, render_overlay
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from m4sam_ros.data.datasets import Video
-from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.model.preprocess import resize_square  # the inference resize, shared
 
 CLIP_FRAMES = ("auto", "annotated", "all")

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from m4sam_ros.data.depth import DepthKind
+from m4sam_ros.model.depth import DepthKind
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 DATASETS = ("rdvs", "vidsod", "dvisal", "synthetic")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .config import load_config
 from .m4sam import M4SAM
 
 FORMAT = "m4sam"
@@ -38,7 +39,7 @@ def safe_load(path: str | Path) -> Any:
 
 
 def _atomic_save(obj: Any, path: str | Path) -> None:
-    from m4sam_ros.atomic import torch_save
+    from m4sam_ros.util.atomic import torch_save
 
     torch_save(obj, path)
 
@@ -142,8 +143,6 @@ def load_m4sam_checkpoint(model: M4SAM, path: str | Path) -> dict[str, Any]:
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {ckpt.get('format_version')!r} "
                               f"unsupported (this code reads {FORMAT_VERSION})")
-    from .build import load_config
-
     try:  # settings added since the checkpoint was written take their defaults (old files load)
         ckpt_config = load_config(dict(ckpt.get("config", {})))
     except ValueError as e:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 import torch
 
-from .build import build_m4sam, load_config
+from .build import build_m4sam
 from .checkpoint import save_m4sam_checkpoint
+from .config import load_config
 from .params import parameter_report
 
 

@@ -2,12 +2,12 @@
 
 On a ROS 2 install the real message_filters, sensor_msgs_py and vision_msgs are used. Where they
 are missing (a pip-only install) an API-compatible stand-in takes their place: ``Subscriber`` /
-``ApproximateTimeSynchronizer`` on ``m4sam_ros.sync.ApproximateTimePairer`` (message_filters' own
+``ApproximateTimeSynchronizer`` on ``m4sam_ros.msgs.sync.ApproximateTimePairer`` (message_filters' own
 policy), ``create_cloud_xyz32`` on numpy; without vision_msgs ``HAVE_VISION_MSGS`` is False and
 no Detection2DArray is published. ``BACKENDS`` says which one each resolved to, for the log.
 
 Images never go through cv_bridge: ``CvBridge`` here is always the project's own numpy codec
-(``m4sam_ros.image_codec``). apt's cv_bridge needs its compiled helper built against numpy 1.x
+(``m4sam_ros.msgs.image_codec``). apt's cv_bridge needs its compiled helper built against numpy 1.x
 (every call fails next to numpy 2) and decodes rows padded by a non-multiple of the pixel size as
 a skewed image; the codec has neither problem and is checked against cv_bridge's Python core.
 
@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
-from m4sam_ros.image_codec import (
+from m4sam_ros.msgs.image_codec import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     image_to_numpy,
     numpy_to_image,
     to_rgb,
 )
-from m4sam_ros.sync import ApproximateTimePairer
+from m4sam_ros.msgs.sync import ApproximateTimePairer
 
 #: The optional ROS packages this module resolves, in order.
 OPTIONAL_PACKAGES = ("message_filters", "sensor_msgs_py", "vision_msgs")

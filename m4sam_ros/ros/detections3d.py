@@ -1,8 +1,8 @@
 """Labelled outputs: Detection3DArray, Detection2DArray and markers that share one id per object.
 
 ``labelled_outputs`` is the one call the node and ``m4sam-bag`` make per processed frame: it
-assigns stable ids (``m4sam_ros.tracking``), computes one 3D box per salient component
-(``m4sam_ros.boxes3d``) and builds ``~/detections`` (vision_msgs 4.x Detection2DArray),
+assigns stable ids (``m4sam_ros.scene.tracking``), computes one 3D box per salient component
+(``m4sam_ros.scene.boxes3d``) and builds ``~/detections`` (vision_msgs 4.x Detection2DArray),
 ``~/detections_3d`` (Detection3DArray) and ``~/markers`` (MarkerArray: a CUBE and a TEXT label per
 box whose marker ``id`` is the object id), every message with the colour image's header and the
 same id string in ``Detection2D.id``, ``Detection3D.id`` and the marker.
@@ -20,8 +20,6 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from m4sam_ros.boxes3d import Box3DDetection, Camera, DepthUnitsError, boxes_3d
-
 # vision_msgs 4.x (rosidl-generated, from a ROS install) or None: compat decides, so that
 # M4SAM_ROS_STANDINS=vision_msgs takes this module down the same path as a pip-only install
 from m4sam_ros.ros.compat import (
@@ -32,8 +30,9 @@ from m4sam_ros.ros.compat import (
     Detection3DArray,
     ObjectHypothesisWithPose,
 )
-from m4sam_ros.tracking import OverlapTracker
-from m4sam_ros.visualize import DEFAULT_COLOR
+from m4sam_ros.scene.boxes3d import Box3DDetection, Camera, DepthUnitsError, boxes_3d
+from m4sam_ros.scene.tracking import OverlapTracker
+from m4sam_ros.viz.visualize import DEFAULT_COLOR
 
 #: class_id of every detection: the model finds "the salient object", it has no classes.
 CLASS_ID = "salient"

@@ -17,9 +17,9 @@ from typing import Any
 
 from sensor_msgs.msg import CameraInfo, Image
 
+from m4sam_ros.msgs.sync import Jump, JumpDetector, drop_stale
 from m4sam_ros.ros import compat, qos
 from m4sam_ros.ros.transport import StreamChoice
-from m4sam_ros.sync import Jump, JumpDetector, drop_stale
 
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = "color/image_raw", "depth/image_raw", "depth/camera_info"
 

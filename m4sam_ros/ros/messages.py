@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
 
-from m4sam_ros.image_codec import numpy_to_image
+from m4sam_ros.msgs.image_codec import numpy_to_image
 from m4sam_ros.ros import compat
-from m4sam_ros.visualize import render_overlay
+from m4sam_ros.viz.visualize import render_overlay
 
 
 def rclpy_image(**fields: Any) -> Image:

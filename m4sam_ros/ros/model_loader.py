@@ -17,7 +17,7 @@ __all__ = ["PREDICTOR_THRESHOLDS", "apply_threshold", "build_predictor", "predic
 
 def resolve_weights(p: Callable[[str], Any]) -> tuple[str, str, str | None]:
     """(config, m4sam checkpoint, sam2 checkpoint) from the parameters (``p(name)``)."""
-    from m4sam_ros.model.build import load_config
+    from m4sam_ros.model import load_config
 
     cfg_name = str(p("model_config"))
     try:

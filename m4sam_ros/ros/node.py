@@ -27,6 +27,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
+from m4sam_ros.msgs.sync import Jump
 from m4sam_ros.ros import (
     compat,
     control,
@@ -47,8 +48,7 @@ from m4sam_ros.ros.params import (
     type_problem,
 )
 from m4sam_ros.ros.worker import NewestWorker
-from m4sam_ros.sync import Jump
-from m4sam_ros.tracking import OverlapTracker
+from m4sam_ros.scene.tracking import OverlapTracker
 
 NODE_NAME = "m4sam"
 

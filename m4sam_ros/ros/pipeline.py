@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from m4sam_ros import geometry
-from m4sam_ros.compressed import CompressedImageError, decompress
-from m4sam_ros.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, to_rgb
+from m4sam_ros.msgs.compressed import CompressedImageError, decompress
+from m4sam_ros.msgs.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, to_rgb
 from m4sam_ros.ros import compat, detections3d, messages
+from m4sam_ros.scene import geometry
 
 ALL_OUTPUTS = ("mask", "saliency", "overlay", "detections", "markers", "points")
 #: outputs that carry the tracker's object ids (built by ros/detections3d.py)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from m4sam_ros.losses import clip_loss
 from m4sam_ros.model import build_m4sam, load_config
+from m4sam_ros.training.losses import clip_loss
 
 
 def measure(config: str, size: int, clip_len: int) -> dict[str, Any]:

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from m4sam_ros.atomic import write_text
 from m4sam_ros.model import CheckpointError, load_m4sam_checkpoint, save_m4sam_checkpoint
 from m4sam_ros.model.checkpoint import safe_load
 from m4sam_ros.training import TrainError
+from m4sam_ros.util.atomic import write_text
 
 CHECKPOINTS = "checkpoints"
 CHECKPOINT = "checkpoint.pt"

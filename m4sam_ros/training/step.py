@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from m4sam_ros.losses import clip_loss
 from m4sam_ros.model.preprocess import normalize_rgb
+from m4sam_ros.training.losses import clip_loss
 
 
 def gt_cond_probability(step: int, total: int, start: float, end: float) -> float:

@@ -4,7 +4,7 @@
 processes as much as this one. This measures the CPU time the stepping thread itself used
 (``time.thread_time``), per stage, so ratios stay meaningful under load:
 
-    OMP_NUM_THREADS=1 python -m m4sam_ros.model.timing --size 256 --frames 20
+    OMP_NUM_THREADS=1 python -m m4sam_ros.benchmarks.timing --size 256 --frames 20
 
 RGB-only streaming is within a few percent of SAM2VideoPredictor (README), so the RGB-D/RGB ratio
 printed here approximates m4sam-bench's ``ratio_m4sam_vs_sam2_vp``.

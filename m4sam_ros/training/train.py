@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader
 
 from m4sam_ros.data.datasets import DATASETS, DatasetError
 from m4sam_ros.model import CheckpointError, build_m4sam, load_config, parameter_report
-from m4sam_ros.plots import plot_loss_curve
 from m4sam_ros.training import TrainError
 from m4sam_ros.training.build import (
     MIN_LR,
@@ -52,6 +51,7 @@ from m4sam_ros.training.state import (
     truncate_log,
 )
 from m4sam_ros.training.step import StepRunner
+from m4sam_ros.viz.plots import plot_loss_curve
 
 __all__ = ["CHECKPOINT", "LOG", "MIN_LR", "STATE", "Session", "TrainError", "build_parser", "cosine_lr_factor", "main",
            "run_steps", "set_up", "train"]

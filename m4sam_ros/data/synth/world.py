@@ -48,9 +48,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from m4sam_ros.atomic import building_dir
-from m4sam_ros.data.synth_depth import CONVENTIONS, to_convention
-from m4sam_ros.data.synth_scene import FACTORS, factor_pools, render_frame, sample_scene
+from m4sam_ros.data.synth.depth import CONVENTIONS, to_convention
+from m4sam_ros.data.synth.scene import FACTORS, factor_pools, render_frame, sample_scene
+from m4sam_ros.util.atomic import building_dir
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -157,7 +157,7 @@ def write_bag(video: SyntheticVideo, path: str | Path, storage: str = "mcap",
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from m4sam_ros.image_codec import numpy_to_image
+    from m4sam_ros.msgs.image_codec import numpy_to_image
 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:

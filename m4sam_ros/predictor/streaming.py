@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from m4sam_ros.data.depth import normalize_depth
-from m4sam_ros.memory_bank import KEPT_FIELDS, MemoryBank, tensor_nbytes  # noqa: F401 - re-exported
+from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
 from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
-from m4sam_ros.reinit_policy import ReinitPolicy
+from m4sam_ros.predictor.memory_bank import KEPT_FIELDS, MemoryBank, tensor_nbytes  # noqa: F401 - re-exported
+from m4sam_ros.predictor.reinit_policy import ReinitPolicy
 
 log = logging.getLogger(__name__)
 

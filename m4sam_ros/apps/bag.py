@@ -2,7 +2,7 @@
 
 The bag is the node's pipeline run offline: rosbags reads and writes the files, rclpy (de)serialises
 the messages, colour and depth are paired by the same approximate-time policy as the live node
-(``m4sam_ros.sync``), and results become messages through the node's own conversion code
+(``m4sam_ros.msgs.sync``), and results become messages through the node's own conversion code
 (``m4sam_ros.ros.pipeline``). The output holds the input topics plus ``/m4sam/*`` stamped like
 their colour frames, so ``ros2 bag play OUT`` shows everything in RViz and Foxglove reads it.
 
@@ -33,7 +33,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import numpy as np  # noqa: E402
 
-from m4sam_ros.atomic import building_dir, building_file  # noqa: E402
+from m4sam_ros.util.atomic import building_dir, building_file  # noqa: E402
 
 DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -229,6 +229,7 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tqdm import tqdm
 
+    from m4sam_ros.msgs.sync import ApproximateTimePairer
     from m4sam_ros.ros import compat
     from m4sam_ros.ros.detections3d import HAVE_VISION_MSGS
     from m4sam_ros.ros.pipeline import (
@@ -238,9 +239,8 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
         decompress_pair,
         frame_outputs,
     )
-    from m4sam_ros.sync import ApproximateTimePairer
-    from m4sam_ros.tracking import OverlapTracker
-    from m4sam_ros.visualize import render_overlay
+    from m4sam_ros.scene.tracking import OverlapTracker
+    from m4sam_ros.viz.visualize import render_overlay
 
     input_path, output_path = Path(input_path), Path(output_path)
     video = check_video_path(video)

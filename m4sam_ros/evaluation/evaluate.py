@@ -1,6 +1,6 @@
 """`m4sam-eval`: score saliency maps on RDVS, ViDSOD-100, DViSal or synthetic scenes.
 
-Three sources of maps, one scorer (``m4sam_ros.metrics``, i.e. PySODMetrics):
+Three sources of maps, one scorer (``m4sam_ros.evaluation.metrics``, i.e. PySODMetrics):
 
 - ``--checkpoint CKPT``: runs the streaming predictor over every video of the split under one of
   two protocols (``--protocol``):
@@ -37,10 +37,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from m4sam_ros.atomic import write_text
 from m4sam_ros.data.datasets import DATASETS, DatasetError, Video, natural_key, open_videos
-from m4sam_ros.data.depth import normalize_depth
-from m4sam_ros.metrics import KEYS, PAPER_KEYS, SODMetrics, resize_to, to_uint8
+from m4sam_ros.evaluation.metrics import KEYS, PAPER_KEYS, SODMetrics, resize_to, to_uint8
+from m4sam_ros.model.depth import normalize_depth
+from m4sam_ros.util.atomic import write_text
 
 BRANCHES = ("coarse", "memory", "combined")
 PROTOCOLS = {
@@ -291,7 +291,7 @@ def protocol_notes(metrics: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 def write_reports(out: Path, dataset: str, results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict:
     """Merges ``results`` into OUT/metrics.json and curves.json, rewrites metrics.md and the plots."""
-    from m4sam_ros.plots import plot_f_threshold, plot_pr_curves
+    from m4sam_ros.viz.plots import plot_f_threshold, plot_pr_curves
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = _load_json(out / "metrics.json")

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def _save(fig: Any, out: Path) -> Path:
     """Writes atomically so a reader never sees half a PNG (plots are refreshed during training)."""
-    from m4sam_ros.atomic import replace_file
+    from m4sam_ros.util.atomic import replace_file
 
     try:
         return replace_file(out, lambda tmp: fig.savefig(tmp, dpi=100))

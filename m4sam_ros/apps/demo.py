@@ -28,8 +28,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
 
 import numpy as np  # noqa: E402
 
-from m4sam_ros.atomic import building_dir  # noqa: E402
 from m4sam_ros.ros.compat import stamp_to_ns  # noqa: E402
+from m4sam_ros.util.atomic import building_dir  # noqa: E402
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -135,12 +135,12 @@ class Recorder:
                 self.writer.write(conn, stamp if stamp is not None else time.time_ns(), raw)
                 self.counts[name] += 1
                 if name == "mask":
-                    from m4sam_ros.image_codec import image_to_numpy
+                    from m4sam_ros.msgs.image_codec import image_to_numpy
 
                     self.received_at[stamp] = now
                     self.masks[stamp] = image_to_numpy(msg)
                 elif name == "overlay":
-                    from m4sam_ros.image_codec import image_to_numpy, to_rgb
+                    from m4sam_ros.msgs.image_codec import image_to_numpy, to_rgb
 
                     self.overlays[stamp] = to_rgb(image_to_numpy(msg), msg.encoding)
         return on_msg
@@ -153,7 +153,7 @@ class Recorder:
 def summarize(published_at: dict[int, float], received_at: dict[int, float], masks: dict[int, np.ndarray],
               ground_truth: dict[int, np.ndarray], pairs_sent: int, wall_s: float) -> dict[str, Any]:
     """The demo's figures: delivery, latency, throughput and accuracy against the scene's truth."""
-    from m4sam_ros.metrics import score_pairs
+    from m4sam_ros.evaluation.metrics import score_pairs
 
     latencies = [1e3 * (received_at[s] - published_at[s]) for s in received_at if s in published_at]
     scored = [(masks[s], ground_truth[s]) for s in masks if s in ground_truth]
@@ -230,10 +230,10 @@ def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, w
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from m4sam_ros.data.depth import normalize_depth
     from m4sam_ros.data.synth import DEPTH_STAMP_OFFSET_NS, frame_stamps_ns, generate_video, write_bag
-    from m4sam_ros.sync import pair_sequence
-    from m4sam_ros.visualize import contact_sheet
+    from m4sam_ros.model.depth import normalize_depth
+    from m4sam_ros.msgs.sync import pair_sequence
+    from m4sam_ros.viz.visualize import contact_sheet
 
     video = generate_video(seed, frames, width, height, fps, **DEMO_SCENE)
     input_bag = write_bag(video, stage / "input_bag")

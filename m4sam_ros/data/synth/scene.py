@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from m4sam_ros.data import synth_depth, synth_layouts, synth_shapes, synth_textures
+from m4sam_ros.data.synth import depth as synth_depth
+from m4sam_ros.data.synth import layouts as synth_layouts
+from m4sam_ros.data.synth import shapes as synth_shapes
+from m4sam_ros.data.synth import textures as synth_textures
 
 DISTRACTORS_TRAIN = ("poster", "border_bar", "clutter")
 DISTRACTORS_HELDOUT = ("twin", "border_blob", "hanging")

@@ -4,8 +4,8 @@ A publisher process sends colour (rgb8) + depth (16UC1) at 30 Hz with a reliable
 QoS; this process subscribes exactly as the node does (``inputs.RgbdInput``, the QoS from
 ``qos.choose``) and counts the pairs its synchroniser emits. No model: this measures transport.
 
-    python -m m4sam_ros.ros.delivery_bench --seconds 20            # 640x480 and 1280x720
-    python -m m4sam_ros.ros.delivery_bench --sizes 640x480 --subscriber best_effort
+    python -m m4sam_ros.benchmarks.delivery_bench --seconds 20            # 640x480 and 1280x720
+    python -m m4sam_ros.benchmarks.delivery_bench --sizes 640x480 --subscriber best_effort
 
 Loopback only (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST); set ROS_DOMAIN_ID to a free domain.
 """
@@ -70,7 +70,7 @@ def run_one(width: int, height: int, publisher: str, subscriber: str, seconds: f
 
     from m4sam_ros.ros import inputs, qos
 
-    child = subprocess.Popen([sys.executable, "-m", "m4sam_ros.ros.delivery_bench", "--_publish",
+    child = subprocess.Popen([sys.executable, "-m", "m4sam_ros.benchmarks.delivery_bench", "--_publish",
                               f"{width}x{height}", publisher, str(seconds), str(rate)],
                              stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     ctx = rclpy.Context()

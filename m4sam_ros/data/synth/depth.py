@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from m4sam_ros.data.depth import normalize_depth
+from m4sam_ros.model.depth import normalize_depth
 
 EFFECTS_TRAIN = ("quantisation", "edge_holes", "flying", "dark_holes", "dropouts")
 EFFECTS_HELDOUT = ("shadow", "lowres", "misalign")

@@ -1,8 +1,8 @@
 """Soak benchmark: N minutes of 30 Hz RGB-D into the real node process, printing its resident
 memory, output rate, frame age at arrival and the longest stall between two masks.
 
-    python -m m4sam_ros.ros.soak_bench --minutes 10            # VGA, bundled demo model, CPU
-    python -m m4sam_ros.ros.soak_bench --minutes 2 --size 640x480 -- -p device:=cuda
+    python -m m4sam_ros.benchmarks.soak_bench --minutes 10            # VGA, bundled demo model, CPU
+    python -m m4sam_ros.benchmarks.soak_bench --minutes 2 --size 640x480 -- -p device:=cuda
 
 Everything after ``--`` goes to the node's ``--ros-args``. Loopback only; pick a free ROS_DOMAIN_ID.
 """

@@ -31,11 +31,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from m4sam_ros.atomic import write_text
 from m4sam_ros.data import synth
 from m4sam_ros.data.datasets import DatasetError, Video, open_videos
-from m4sam_ros.data.depth import normalize_depth
-from m4sam_ros.data.synth_scene import FACTORS, POOLS
+from m4sam_ros.data.synth.scene import FACTORS, POOLS
+from m4sam_ros.model.depth import normalize_depth
+from m4sam_ros.util.atomic import write_text
 
 DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
 SETS = ("in_distribution", *FACTORS)
@@ -103,7 +103,7 @@ def _ceiling_maps(grid: int) -> Any:
 
 
 def _depth_only(depth: np.ndarray, kind: Any) -> np.ndarray:
-    from m4sam_ros.evaluate import depth_baseline
+    from m4sam_ros.evaluation.evaluate import depth_baseline
 
     return depth_baseline(normalize_depth(depth, kind))
 
@@ -117,7 +117,7 @@ def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int
     """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``;
     auto: the checkpoint's recommended one, named in ``model["branch"]``) and ``model:<b>`` for
     every branch b."""
-    from m4sam_ros.evaluate import PredictorRunner, evaluate_maps
+    from m4sam_ros.evaluation.evaluate import PredictorRunner, evaluate_maps
 
     runner = PredictorRunner(checkpoint) if checkpoint is not None else None
     if runner is not None and branch == "auto":
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from m4sam_ros.evaluate import EvalError
+    from m4sam_ros.evaluation.evaluate import EvalError
 
     out = Path(args.out)
     try:

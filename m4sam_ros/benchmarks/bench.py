@@ -12,7 +12,7 @@ SAM2VideoPredictor. State sizes are the bytes of tensors each keeps between fram
 and at the last frame (SAM2VP's preloaded video frames are left out of its figure: they are input,
 not memory). ``--memory-only --frames 10000`` soaks the streaming state alone.
 
-``--gpu-suite`` is the one command for a CUDA machine (``m4sam_ros.training.gpu_suite``): ~30
+``--gpu-suite`` is the one command for a CUDA machine (``m4sam_ros.benchmarks.gpu_suite``): ~30
 training steps of hiera-l at 352 px from random weights in the official SAM2.1 format, streaming
 RGB-D inference at three sizes with and without torch.compile, and GPU memory at frame 100 vs
 2,000, in one JSON, in under 8 minutes. ``--gpu-suite --device cpu --tiny`` runs it end to end here.
@@ -33,10 +33,10 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-from m4sam_ros.atomic import write_text
 from m4sam_ros.data.synth import generate_video
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.predictor import StreamingPredictor, tensor_nbytes
+from m4sam_ros.util.atomic import write_text
 
 MODEL_SIZES = {"tiny": ("m4sam_hiera_t", "configs/sam2.1/sam2.1_hiera_t.yaml"),
                "small": ("m4sam_hiera_s", "configs/sam2.1/sam2.1_hiera_s.yaml"),
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=450.0, help="--gpu-suite: start no part after this many seconds")
     args = p.parse_args(argv)
     if args.gpu_suite:
-        from m4sam_ros.training.gpu_suite import run_gpu_suite
+        from m4sam_ros.benchmarks.gpu_suite import run_gpu_suite
 
         device = args.device or "cuda"
         if device.startswith("cuda") and not torch.cuda.is_available():

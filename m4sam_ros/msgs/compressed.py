@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from m4sam_ros.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, numpy_to_image
+from m4sam_ros.msgs.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, numpy_to_image
 
 #: ConfigHeader of compressed_depth_image_transport: enum compressionFormat (int32), float depthParam[2]
 CONFIG_HEADER = struct.Struct("<iff")

@@ -1,0 +1,6 @@
+"""The 3D scene around a mask: metric extent from depth + camera intrinsics, and stable ids.
+
+Owns back-projection of salient pixels (``geometry``), one 3D box per salient component
+(``boxes3d``) and ids that follow objects from frame to frame (``tracking``). ROS-free: numpy and
+OpenCV only; the node turns its results into messages in ``ros``.
+"""
