@@ -8,11 +8,13 @@ from the real image_geometry when that is importable and from :meth:`CameraModel
 (this module's numpy copy of the same arithmetic) otherwise; ``test/test_camera_model.py`` holds
 the two to the same numbers.
 
-Back-projection follows image_geometry too: a pixel is rectified (``rectifyPoint``: OpenCV's
+Back-projection follows image_geometry too: the depth image is the raw image the CameraInfo
+describes (RealSense's aligned depth is), so a pixel is rectified (``rectifyPoint``: OpenCV's
 undistortPoints with K, D, R, P; the ``equidistant`` model through cv2.fisheye, as the C++
 PinholeCameraModel does) and turned into a ray with P (``projectPixelTo3dRay``); the ray scaled
 to the pixel's depth is the 3D point (camera optical frame: x right, y down, z forward, metres).
-With all-zero D the rectification is the identity and the ray is ``((u - cx) / fx, (v - cy) / fy, 1)``.
+With D = 0, R = I and P = [K | 0] (RealSense) rectification is the identity and the ray is
+``((u - cx) / fx, (v - cy) / fy, 1)``.
 """
 
 from __future__ import annotations
@@ -153,17 +155,24 @@ class CameraModel:
                            self.frame_id)
 
     # ---------------------------------------------------------------------------- projection
+    @property
+    def identity_rectification(self) -> bool:
+        """Whether rectify() is the identity: no distortion, R = I and P's 3x3 part = K."""
+        return (not self.distorted and np.array_equal(self.R, np.eye(3))
+                and np.array_equal(self.P[:, :3], self.K))
+
     def rectify(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rectified pixel coordinates of raw pixels (image_geometry's rectifyPoint, vectorised)."""
+        """Rectified pixel coordinates of raw pixels (image_geometry's rectifyPoint, vectorised:
+        undistort with K and D, rotate by R, project with P)."""
         u = np.asarray(u, np.float64)
         v = np.asarray(v, np.float64)
-        if not self.distorted:
+        if self.identity_rectification:
             return u, v
         src = np.stack([u.reshape(-1), v.reshape(-1)], axis=1).reshape(-1, 1, 2)
-        if self.distortion_model == EQUIDISTANT:
-            dst = cv2.fisheye.undistortPoints(src, self.K, self.D[:4], R=self.R, P=self.P[:, :3])
+        if self.distortion_model == EQUIDISTANT and self.distorted:
+            dst = cv2.fisheye.undistortPoints(src, self.K, self.D[:4], R=self.R, P=self.P)
         else:
-            dst = cv2.undistortPoints(src, self.K, self.D, R=self.R, P=self.P[:, :3])
+            dst = cv2.undistortPoints(src, self.K, self.D if self.distorted else None, R=self.R, P=self.P)
         dst = dst.reshape(-1, 2)
         return dst[:, 0].reshape(u.shape), dst[:, 1].reshape(v.shape)
 
