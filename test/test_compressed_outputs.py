@@ -164,3 +164,12 @@ def test_node_encodes_only_while_subscribed_and_caps_the_rate(harness) -> None:
     assert dict(h.node.stats.encodes) == before
     # the cap is a run-time parameter
     assert h.node.set_parameters([Parameter("mask_compressed_max_rate", value=5.0)])[0].successful
+
+
+def test_encode_bench_runs_and_counts_no_encodes_when_unsubscribed(capsys) -> None:
+    from m4sam_ros.benchmarks import encode_bench
+
+    assert encode_bench.main(["--size", "64x48", "--frames", "1", "--quality", "80", "--png-level", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "~/overlay/compressed jpeg q80" in out and "~/mask/compressed png level 3" in out
+    assert "encodes: 0" in out
