@@ -147,6 +147,8 @@ def test_bad_camera_infos_are_refused_naming_the_problem() -> None:
         compat.ros_camera_model(info(k=[float("nan")] + K[1:]))
     with pytest.raises(CameraModelError, match="kannala|not supported"):
         compat.standin_camera_model(info(d=[0.1, 0.0, 0.0, 0.0], model="kannala_brandt_x"))
+    with pytest.raises(CameraModelError, match="3 coefficients"):
+        compat.ros_camera_model(info(d=[0.1, 0.0, 0.01]))
     # a distortion model we do not undo is fine while its coefficients are all zero
     assert not compat.standin_camera_model(info(d=[0.0] * 4, model="kannala_brandt_x")).distorted
     with pytest.raises(CameraModelError, match="K must have 9"):

@@ -86,6 +86,9 @@ class CameraModel:
                                    "rational_polynomial or equidistant, or publish rectified depth with D = 0")
         if d.any() and model == EQUIDISTANT and d.size < 4:
             raise CameraModelError(f"equidistant distortion needs 4 coefficients, got {d.size}")
+        if d.any() and model != EQUIDISTANT and d.size not in (4, 5, 8, 12, 14):
+            raise CameraModelError(f"{model or 'plumb_bob'} distortion with {d.size} coefficients; OpenCV takes "
+                                   "4, 5, 8, 12 or 14 (plumb_bob: 5, rational_polynomial: 8)")
         return cls(k, d, r, p, int(width), int(height), model, str(frame_id))
 
     @classmethod
