@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from m4sam_ros.predictor.streaming import Box, boxes_from_mask
-from m4sam_ros.scene.boxes3d import Camera, DepthUnitsError, boxes_3d, depth_in_metres
+from m4sam_ros.scene.boxes3d import DepthUnitsError, boxes_3d, depth_in_metres
+from m4sam_ros.scene.camera import CameraModel, CameraModelError
 
-CAM = Camera(fx=200.0, fy=210.0, cx=63.5, cy=47.5)
+CAM = CameraModel.pinhole(fx=200.0, fy=210.0, cx=63.5, cy=47.5)
 H, W = 96, 128
 
 
@@ -33,7 +34,7 @@ def _expected_x(u0: int, u1: int, z: float, rows: int = 30) -> tuple[float, floa
 def test_box_of_a_plane_matches_its_geometry_and_is_never_zero_thick() -> None:
     mask, depth = _scene()
     boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
-    [b] = boxes_3d(mask, boxes, depth, "16UC1", CAM)
+    [b] = boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM)
     cx, sx = _expected_x(40, 80, 2.0)
     assert b.center[0] == pytest.approx(cx, abs=1e-6) and b.size[0] == pytest.approx(sx, abs=1e-6)
     ys = np.repeat((np.arange(30, 60) - CAM.cy) * 2.0 / CAM.fy, 40)
@@ -47,10 +48,10 @@ def test_box_of_a_plane_matches_its_geometry_and_is_never_zero_thick() -> None:
 def test_16uc1_millimetres_and_32fc1_metres_give_the_same_box() -> None:
     mask, depth = _scene()
     boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
-    [mm] = boxes_3d(mask, boxes, depth, "16UC1", CAM)
+    [mm] = boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM)
     metres = depth.astype(np.float32) / 1000
     metres[0, 0] = np.nan
-    [m] = boxes_3d(mask, boxes, metres, "32FC1", CAM)
+    [m] = boxes_3d(mask, boxes, depth_in_metres(metres, "32FC1"), CAM)
     np.testing.assert_allclose(m.center, mm.center, atol=1e-6)
     np.testing.assert_allclose(m.size, mm.size, atol=1e-6)
 
@@ -63,7 +64,7 @@ def test_flying_pixels_and_holes_do_not_stretch_the_box() -> None:
     depth[pick[:30, 0], pick[:30, 1]] = 5000      # 2.5 % edge pixels that see the wall
     depth[pick[30:, 0], pick[30:, 1]] = 0         # holes
     depth[31, 41] = 300                           # one flying pixel far in front
-    [b] = boxes_3d(mask, [Box(40, 30, 80, 60, 0.9)], depth, "16UC1", CAM)
+    [b] = boxes_3d(mask, [Box(40, 30, 80, 60, 0.9)], depth_in_metres(depth, "16UC1"), CAM)
     assert b.center[2] == pytest.approx(2.0, abs=1e-6)
     assert b.size[2] == pytest.approx(0.01)
     cx, sx = _expected_x(40, 80, 2.0)
@@ -78,10 +79,10 @@ def test_component_without_depth_is_left_out_and_counted() -> None:
     boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
     assert len(boxes) == 2
     skipped: Counter[str] = Counter()
-    dets = boxes_3d(mask, boxes, depth, "16UC1", CAM, skipped=skipped)
+    dets = boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM, skipped=skipped)
     assert [d.index for d in dets] == [0] and skipped == {"too_few_depth_points": 1}
     depth[70:90, 100:120] = 12000                # beyond max_depth (10 m): same
-    assert len(boxes_3d(mask, boxes, depth, "16UC1", CAM, skipped=skipped)) == 1
+    assert len(boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM, skipped=skipped)) == 1
     assert skipped["too_few_depth_points"] == 2
 
 
@@ -94,7 +95,7 @@ def test_components_are_separated_even_when_their_boxes_overlap() -> None:
     depth[20:40, 30:50] = 1000
     depth[mask > 0] = np.where(depth[mask > 0] == 1000, 1000, 3000)
     boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
-    dets = boxes_3d(mask, boxes, depth, "16UC1", CAM)
+    dets = boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM)
     zs = sorted(round(d.center[2], 3) for d in dets)
     assert zs == [1.0, 3.0]
 
@@ -121,6 +122,13 @@ def test_depth_units_are_checked_against_the_encoding(depth: np.ndarray, encodin
     [200, 0, 64, 0, 200, 48],
 ])
 def test_intrinsics_must_be_finite_and_positive(k: list[float]) -> None:
-    with pytest.raises(DepthUnitsError) as info:
-        Camera.from_k(k)
-    assert info.value.reason == "bad_camera_info"
+    with pytest.raises((CameraModelError, ValueError)) as info:
+        CameraModel.from_matrices(k, [], [0.0] * 9, [0.0] * 12, 128, 96)
+    assert getattr(info.value, "reason", "bad_camera_info") == "bad_camera_info"
+
+
+def test_boxes_take_metres_not_raw_depth() -> None:
+    """Raw 16UC1 handed to boxes_3d would make boxes 1000x too big: refused, naming the fix."""
+    mask, depth = _scene()
+    with pytest.raises(DepthUnitsError, match="depth_in_metres"):
+        boxes_3d(mask, [Box(40, 30, 80, 60, 0.9)], depth, CAM)

@@ -127,6 +127,11 @@ def test_backends_are_the_real_packages_in_the_test_environment():
     assert compat.ApproximateTimeSynchronizer is message_filters.ApproximateTimeSynchronizer
     assert compat.create_cloud_xyz32 is point_cloud2.create_cloud_xyz32
     assert compat.HAVE_VISION_MSGS
+    import diagnostic_updater
+    import image_geometry
+
+    assert compat.PinholeCameraModel is image_geometry.PinholeCameraModel
+    assert compat.diagnostic_updater is diagnostic_updater
 
 
 def _backends_with(env_value):
@@ -139,7 +144,8 @@ def _backends_with(env_value):
 def test_environment_forces_the_standins():
     out = _backends_with("all")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["[('message_filters',", "'stand-in'),", "('sensor_msgs_py',", "'stand-in'),",
+    assert out.stdout.split() == ["[('diagnostic_updater',", "'stand-in'),", "('image_geometry',", "'stand-in'),",
+                                  "('message_filters',", "'stand-in'),", "('sensor_msgs_py',", "'stand-in'),",
                                   "('vision_msgs',", "'missing')]", "True", "False"]
     assert compat.forced_standins("vision_msgs, sensor_msgs_py") == {"vision_msgs", "sensor_msgs_py"}
     assert compat.forced_standins("") == frozenset()

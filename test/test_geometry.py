@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 
-from m4sam_ros.scene.geometry import Intrinsics, backproject, depth_to_metres
+from m4sam_ros.scene.camera import CameraModel, CameraModelError
+from m4sam_ros.scene.geometry import backproject, depth_in_metres
 
-INTR = Intrinsics(fx=100.0, fy=100.0, cx=79.5, cy=59.5, width=160, height=120)
+INTR = CameraModel.pinhole(fx=100.0, fy=100.0, cx=79.5, cy=59.5, width=160, height=120)
+
+
+def depth_to_metres(depth):
+    return depth_in_metres(depth, "32FC1" if depth.dtype == np.float32 else "16UC1")
 
 
 def _fronto_parallel_patch(z=2.0, x0=0.2, y0=-0.1, size=0.4):
@@ -20,14 +25,17 @@ def _fronto_parallel_patch(z=2.0, x0=0.2, y0=-0.1, size=0.4):
 
 
 def test_depth_to_metres_units_and_invalid():
-    mm = np.array([[0, 1500], [65535, 1]], np.uint16)
+    mm = np.array([[0, 1500], [65535, 1500]], np.uint16)
     m = depth_to_metres(mm)
     assert np.isnan(m[0, 0]) and m[0, 1] == pytest.approx(1.5) and m[1, 0] == pytest.approx(65.535)
     f = np.array([[np.nan, 2.0], [np.inf, -1.0]], np.float32)
     mf = depth_to_metres(f)
     assert np.isnan(mf[0, 0]) and mf[0, 1] == 2.0 and np.isnan(mf[1, 0]) and np.isnan(mf[1, 1])
     with pytest.raises(ValueError):
-        depth_to_metres(np.zeros((2, 2, 1)))
+        depth_to_metres(np.zeros((2, 2, 1), np.uint16))
+    # depth_scale applies to integer depth only (0.25 mm units: 1500 -> 0.375 m); 32FC1 is metres
+    assert depth_in_metres(mm, "16UC1", 0.00025)[0, 1] == pytest.approx(0.375)
+    assert depth_in_metres(f, "32FC1", 0.00025)[0, 1] == 2.0
 
 
 def test_patch_comes_back_as_box():
@@ -49,26 +57,13 @@ def test_invalid_depth_and_far_points_are_left_out():
     assert len(backproject(mask, dm, INTR, stride=2)) < int((depth > 0).sum()) / 3
 
 
-def test_intrinsics_from_k_and_scaling():
-    k = [200.0, 0, 159.5, 0, 200.0, 119.5, 0, 0, 1]
-    intr = Intrinsics.from_k(k, 320, 240)
-    half = intr.scaled_to(160, 120)
-    assert (half.fx, half.fy, half.cx, half.cy) == pytest.approx((100.0, 100.0, 79.5, 59.5))
-    with pytest.raises(ValueError):
-        Intrinsics.from_k([0.0] * 9, 10, 10)
-
-
 def test_intrinsics_must_be_finite_and_positive():
     import math
 
-    import pytest
-
-    from m4sam_ros.scene.geometry import Intrinsics
-
     good = [120.0, 0.0, 79.5, 0.0, 120.0, 59.5, 0.0, 0.0, 1.0]
-    assert Intrinsics.from_k(good, 160, 120).fx == 120.0
+    assert CameraModel.from_matrices(good, [], [0.0] * 9, [0.0] * 12, 160, 120).fx == 120.0
     for i, bad in ((0, math.nan), (4, math.inf), (0, -1.0), (4, 0.0), (2, math.nan), (5, -math.inf)):
         k = list(good)
         k[i] = bad
-        with pytest.raises(ValueError, match="finite|positive"):
-            Intrinsics.from_k(k, 160, 120)
+        with pytest.raises(CameraModelError, match="finite|> 0"):
+            CameraModel.from_matrices(k, [], [0.0] * 9, [0.0] * 12, 160, 120)

@@ -10,6 +10,8 @@ import pytest
 
 from m4sam_ros.predictor.streaming import Box, SaliencyResult, boxes_from_mask
 from m4sam_ros.ros import detections3d as d3
+from m4sam_ros.scene.camera import CameraModel
+from m4sam_ros.scene.geometry import depth_in_metres
 from m4sam_ros.scene.tracking import OverlapTracker, box_iou
 
 
@@ -69,9 +71,11 @@ def _result(mask: np.ndarray, reinit: bool, index: int) -> SaliencyResult:
                           frame_index=index, stamp=float(index))
 
 
-class _Info:
-    k = [200.0, 0.0, 63.5, 0.0, 200.0, 47.5, 0.0, 0.0, 1.0]
-    width, height = 128, 96
+CAMERA = CameraModel.pinhole(200.0, 200.0, 63.5, 47.5, 128, 96)
+
+
+def _labelled(result, depth, header, tracker):
+    return d3.labelled_outputs(result, depth_in_metres(depth, "16UC1"), CAMERA, header, tracker)
 
 
 def _frame(shift: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,8 +96,8 @@ def test_same_id_in_2d_3d_and_markers() -> None:
     tracker = OverlapTracker()
     header = Header(frame_id="camera_color_optical_frame")
     mask, depth = _frame(0)
-    out = d3.labelled_outputs(_result(mask, True, 0), depth, "16UC1", header, _Info(), tracker)
-    assert out.ids == [1, 2] and out.problem is None and not out.skipped
+    out = _labelled(_result(mask, True, 0), depth, header, tracker)
+    assert out.ids == [1, 2] and not out.skipped
     ids2d = [d.id for d in out.messages["detections"].detections]
     ids3d = [d.id for d in out.messages["detections_3d"].detections]
     cubes = [m for m in out.messages["markers"].markers if m.type == m.CUBE]
@@ -103,10 +107,8 @@ def test_same_id_in_2d_3d_and_markers() -> None:
     assert det.header == header and det.results[0].hypothesis.class_id == "salient"
     assert det.bbox.center.position.z == pytest.approx(1.5) and min(det.bbox.size.x, det.bbox.size.y,
                                                                      det.bbox.size.z) > 0
-    bad = _Info()
-    bad.k = [float("nan")] + _Info.k[1:]
-    out = d3.labelled_outputs(_result(mask, False, 1), depth, "16UC1", header, bad, tracker)
-    assert out.problem is not None and out.problem.reason == "bad_camera_info"
+    # no camera (pipeline.scene_inputs refused the camera_info): no 3D outputs, 2D ids unchanged
+    out = d3.labelled_outputs(_result(mask, False, 1), depth_in_metres(depth, "16UC1"), None, header, tracker)
     assert "detections_3d" not in out.messages and [d.id for d in out.messages["detections"].detections] == ["1", "2"]
 
 
@@ -126,7 +128,7 @@ def test_detection3d_array_with_stable_ids_arrives_at_a_real_subscriber() -> Non
         mask, depth = _frame(shift)
         header = Header(frame_id="camera_color_optical_frame")
         header.stamp.sec = 100 + i
-        out = d3.labelled_outputs(_result(mask, i == 0, i), depth, "16UC1", header, _Info(), tracker)
+        out = _labelled(_result(mask, i == 0, i), depth, header, tracker)
         sent.append(out.messages["detections_3d"])
     ctx = rclpy.Context()
     rclpy.init(context=ctx)

@@ -6,7 +6,9 @@
 #
 # Usage: tools/install_ros_python.sh VENV_PYTHON [SHARED_ROS_DIR]
 #   The distribution comes from the venv's ros-rclpy version: 7.x = Jazzy (jazzy/ snapshots),
-#   9.x = Kilted (rolling/ snapshots, the Kilted-era releases).
+#   9.x = Kilted (rolling/ snapshots, the Kilted-era releases). image_geometry is pure Python on
+#   cv2 + numpy and only in rolling/ (3.4.0, the same Python code Jazzy ships); diagnostic_updater
+#   only in jazzy/ (4.0.0): each is taken from whichever snapshot has it.
 # Idempotent: skips the work when the stamp file in the venv records the same sources.
 # Additive: pip --no-deps, nothing already in the venv is removed or upgraded (except that a
 # missing `lark` / `osrf-pycommon` is installed from the index).
@@ -33,9 +35,10 @@ esac
 SITE=$("$VPY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 PREFIX=$("$VPY" -c 'import sys; print(sys.prefix)')
 STAMP=$PREFIX/.ros-python-installed
-KEY="$RCLPY $SRC $(cat "$HERE/../test/ros_standins/composition_interfaces/srv/__init__.py" | cksum)"
+IMPORTS='import launch, launch_ros.actions, message_filters, sensor_msgs_py.point_cloud2, image_geometry, diagnostic_updater'
+KEY="$RCLPY $SRC image_geometry diagnostic_updater $(cat "$HERE/../test/ros_standins/composition_interfaces/srv/__init__.py" | cksum)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] \
-   && "$VPY" -c 'import launch, launch_ros.actions, message_filters, sensor_msgs_py.point_cloud2' 2>/dev/null; then
+   && "$VPY" -c "$IMPORTS" 2>/dev/null; then
   echo "install_ros_python: already installed ($RCLPY, $SRC)"; exit 0
 fi
 
@@ -55,6 +58,31 @@ setup(name='message_filters', version='$MF_VER', packages=['message_filters'],
                   ('share/message_filters', ['package.xml'])])
 EOF
 
+# image_geometry and diagnostic_updater are ament_cmake packages whose Python part is one folder.
+py_part() {  # NAME SNAPSHOT_DIR: a setuptools copy of SNAPSHOT_DIR/NAME (the Python package only)
+  local name=$1 dir=$2 ver
+  [ -d "$dir/$name" ] || die "no $name Python package in $dir"
+  mkdir -p "$TMP/$name/resource"
+  cp -r "$dir/$name" "$dir/package.xml" "$TMP/$name/"
+  : > "$TMP/$name/resource/$name"
+  ver=$(sed -n 's:.*<version>\(.*\)</version>.*:\1:p' "$dir/package.xml" | head -1)
+  cat > "$TMP/$name/setup.py" <<PYEOF
+from setuptools import setup
+setup(name='$name', version='$ver', packages=['$name'],
+      data_files=[('share/ament_index/resource_index/packages', ['resource/$name']),
+                  ('share/$name', ['package.xml'])])
+PYEOF
+}
+first_with() {  # NAME: the snapshot folder that has NAME, the distribution's own first
+  local d
+  for d in "$SRC" "$SHARED/jazzy" "$SHARED/rolling"; do
+    [ -d "$d/$1" ] && { echo "$d/$1"; return; }
+  done
+  die "no $1 snapshot under $SHARED"
+}
+py_part image_geometry "$(first_with image_geometry)"
+py_part diagnostic_updater "$(first_with diagnostic_updater)"
+
 PIP=("$VPY" -m pip install -q --disable-pip-version-check)
 # launch needs lark (>= 1); lark-parser 0.12 (the rosidl wheels' old name) provides the same
 # module and works; install lark only where neither is importable.
@@ -62,7 +90,8 @@ PIP=("$VPY" -m pip install -q --disable-pip-version-check)
 "$VPY" -c 'import osrf_pycommon' 2>/dev/null || "${PIP[@]}" --no-deps osrf-pycommon
 "$VPY" -c 'import yaml' 2>/dev/null || "${PIP[@]}" PyYAML
 "${PIP[@]}" --no-deps --no-build-isolation \
-  "$TMP/launch" "$TMP/launch_ros" "$TMP/sensor_msgs_py" "$TMP/message_filters"
+  "$TMP/launch" "$TMP/launch_ros" "$TMP/sensor_msgs_py" "$TMP/message_filters" \
+  "$TMP/image_geometry" "$TMP/diagnostic_updater"
 
 # composition_interfaces: stand-in unless a real one is importable (see its docstring).
 if ! "$VPY" -c 'import composition_interfaces.srv' 2>/dev/null \
@@ -71,7 +100,7 @@ if ! "$VPY" -c 'import composition_interfaces.srv' 2>/dev/null \
   cp -r "$HERE/../test/ros_standins/composition_interfaces" "$SITE/composition_interfaces"
   touch "$SITE/composition_interfaces/STANDIN"
 fi
-"$VPY" -c 'import launch, launch_ros.actions, message_filters, sensor_msgs_py.point_cloud2' \
+"$VPY" -c "$IMPORTS" \
   || die "installed, but the imports fail"
 echo "$KEY" > "$STAMP"
-echo "install_ros_python: installed launch, launch_ros, message_filters, sensor_msgs_py from $SRC into $PREFIX"
+echo "install_ros_python: installed launch, launch_ros, message_filters, sensor_msgs_py, image_geometry, diagnostic_updater from $SRC into $PREFIX"

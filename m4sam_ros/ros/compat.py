@@ -1,10 +1,14 @@
-"""The one importer of message_filters, sensor_msgs_py and vision_msgs, and the image bridge.
+"""The one importer of message_filters, sensor_msgs_py, vision_msgs, image_geometry and
+diagnostic_updater, and the image bridge.
 
 On a ROS 2 install the real message_filters, sensor_msgs_py and vision_msgs are used. Where they
 are missing (a pip-only install) an API-compatible stand-in takes their place: ``Subscriber`` /
 ``ApproximateTimeSynchronizer`` on ``m4sam_ros.msgs.sync.ApproximateTimePairer`` (message_filters' own
-policy), ``create_cloud_xyz32`` on numpy; without vision_msgs ``HAVE_VISION_MSGS`` is False and
-no Detection2DArray is published. ``BACKENDS`` says which one each resolved to, for the log.
+policy), ``create_cloud_xyz32`` on numpy, ``camera_model`` on ``scene.camera.CameraModel``'s own
+copy of image_geometry's CameraInfo arithmetic, ``diagnostic_updater`` on
+``ros/diagnostic_standins.py`` (its Updater, FrequencyStatus, TimeStampStatus); without
+vision_msgs ``HAVE_VISION_MSGS`` is False and no Detection2DArray is published. Tests hold each
+stand-in to the real package's numbers. ``BACKENDS`` says which one each resolved to, for the log.
 
 Images never go through cv_bridge: ``CvBridge`` here is always the project's own numpy codec
 (``m4sam_ros.msgs.image_codec``). apt's cv_bridge needs its compiled helper built against numpy 1.x
@@ -12,7 +16,7 @@ Images never go through cv_bridge: ``CvBridge`` here is always the project's own
 a skewed image; the codec has neither problem and is checked against cv_bridge's Python core.
 
 Forcing the stand-ins (tests, or to rule a ROS package out): ``M4SAM_ROS_STANDINS=all`` or a comma
-list of ``message_filters,sensor_msgs_py,vision_msgs`` in the environment before this module is
+list of ``message_filters,sensor_msgs_py,vision_msgs,image_geometry,diagnostic_updater`` in the environment before this module is
 imported. The stand-in implementations are always importable under ``StandIn*`` names, so a test
 can run both side by side on the same messages.
 """
@@ -35,9 +39,11 @@ from m4sam_ros.msgs.image_codec import (
     to_rgb,
 )
 from m4sam_ros.msgs.sync import ApproximateTimePairer
+from m4sam_ros.ros import diagnostic_standins
+from m4sam_ros.scene.camera import CameraModel, CameraModelError
 
 #: The optional ROS packages this module resolves, in order.
-OPTIONAL_PACKAGES = ("message_filters", "sensor_msgs_py", "vision_msgs")
+OPTIONAL_PACKAGES = ("message_filters", "sensor_msgs_py", "vision_msgs", "image_geometry", "diagnostic_updater")
 #: Environment variable that forces stand-ins: "all", or a comma list of OPTIONAL_PACKAGES.
 STANDINS_ENV = "M4SAM_ROS_STANDINS"
 
@@ -264,6 +270,85 @@ except ImportError:
     BACKENDS["vision_msgs"] = "missing"
 
 
+# ----------------------------------------------------------------------------------- image_geometry
+PinholeCameraModel: Any
+try:
+    if "image_geometry" in _FORCED:
+        raise ImportError("stand-in forced by " + STANDINS_ENV)
+    from image_geometry import PinholeCameraModel
+
+    BACKENDS["image_geometry"] = "ros"
+except ImportError:
+    PinholeCameraModel = None
+    BACKENDS["image_geometry"] = "stand-in"
+
+
+def standin_camera_model(info: Any) -> CameraModel:
+    """CameraModel from CameraInfo by this project's numpy copy of fromCameraInfo."""
+    return CameraModel.from_camera_info(info)
+
+
+def ros_camera_model(info: Any) -> CameraModel:
+    """CameraModel from CameraInfo through the real image_geometry.PinholeCameraModel (binning
+    and ROI applied by it); an all-zero P is taken as [K | 0] of the adjusted K."""
+    if PinholeCameraModel is None:
+        raise ImportError("image_geometry is not importable")
+    model = PinholeCameraModel()
+    model.fromCameraInfo(info)
+    k = np.asarray(model.intrinsicMatrix(), np.float64)
+    p = np.asarray(model.projectionMatrix(), np.float64)
+    if not np.asarray(model.fullProjectionMatrix()).any():
+        p = np.concatenate([k, np.zeros((3, 1))], axis=1)
+    d = model.distortionCoeffs()
+    roi = model.raw_roi
+    width, height = int(roi.width) // model.binning_x, int(roi.height) // model.binning_y
+    return CameraModel.from_matrices(k, [] if d is None else np.asarray(d).reshape(-1), model.rotationMatrix(), p,
+                                     width, height, str(info.distortion_model), str(model.tfFrame() or ""))
+
+
+_LAST_CAMERA: list[tuple[tuple, CameraModel]] = []  # (info key, model): one entry, replaced whole
+
+
+def _info_key(info: Any) -> tuple:
+    roi = info.roi
+    return (tuple(float(v) for v in info.k), tuple(float(v) for v in info.d), tuple(float(v) for v in info.r),
+            tuple(float(v) for v in info.p), int(info.width), int(info.height), int(info.binning_x),
+            int(info.binning_y), int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height),
+            str(info.distortion_model), str(getattr(getattr(info, "header", None), "frame_id", "")))
+
+
+def camera_model(info: Any) -> CameraModel:
+    """The camera model of a CameraInfo (rclpy's or rosbags'), by image_geometry when importable.
+    The last one is kept, so a static camera_info is parsed (and its undistortion grid built)
+    once. Raises ``scene.camera.CameraModelError`` (reason ``bad_camera_info``) naming the problem."""
+    key = _info_key(info)
+    last = _LAST_CAMERA[0] if _LAST_CAMERA else None
+    if last is None or last[0] != key:
+        build = ros_camera_model if PinholeCameraModel is not None else standin_camera_model
+        try:
+            model = build(info)
+        except CameraModelError:
+            raise
+        except (ValueError, TypeError, IndexError) as exc:  # a malformed message (wrong K length, ...)
+            raise CameraModelError(f"{type(exc).__name__}: {exc}; K must have 9 entries, P 12, R 9") from exc
+        last = (key, model)
+        _LAST_CAMERA[:] = [last]
+    return last[1]
+
+
+# ------------------------------------------------------------------------------- diagnostic_updater
+diagnostic_updater: Any
+try:
+    if "diagnostic_updater" in _FORCED:
+        raise ImportError("stand-in forced by " + STANDINS_ENV)
+    import diagnostic_updater
+
+    BACKENDS["diagnostic_updater"] = "ros"
+except ImportError:
+    diagnostic_updater = diagnostic_standins
+    BACKENDS["diagnostic_updater"] = "stand-in"
+
+
 # ------------------------------------------------------------------------------ input validation
 def image_problem(msg: Any, allowed: Sequence[str] = SUPPORTED_ENCODINGS) -> str | None:
     """Why an Image message cannot be used (a short reason key), or None when it decodes.
@@ -293,7 +378,8 @@ def _pixel_layout(encoding: str) -> tuple[str, int, int]:
 
 
 __all__ = [
-    "BACKENDS", "HAVE_VISION_MSGS", "OPTIONAL_PACKAGES", "STANDINS_ENV", "ApproximateTimeSynchronizer",
+    "BACKENDS", "HAVE_VISION_MSGS", "CameraModel", "PinholeCameraModel", "camera_model", "diagnostic_updater",
+    "ros_camera_model", "standin_camera_model", "OPTIONAL_PACKAGES", "STANDINS_ENV", "ApproximateTimeSynchronizer",
     "BoundingBox2D", "CvBridge", "CvBridgeError", "Detection2D", "Detection2DArray", "Detection3D",
     "Detection3DArray",
     "ObjectHypothesisWithPose", "StandInApproximateTimeSynchronizer", "StandInSubscriber", "Subscriber",

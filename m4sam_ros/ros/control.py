@@ -1,4 +1,5 @@
-"""Run-time control of processing: the ``~/enable`` switch and the ``max_rate`` cap.
+"""Run-time control of processing: the ``~/enable`` switch, the ``max_rate`` cap, and the
+per-output rate limits (``OutputGates``).
 
 Both act where a pair is handed to the worker, so a paused or throttled pair costs nothing (no
 decoding, no inference) and the model stays loaded. The cap keeps a schedule (next slot = previous
@@ -66,4 +67,24 @@ class Control:
         return None
 
 
-__all__ = ["Control", "RateGate"]
+class OutputGates:
+    """A ``RateGate`` per output (``~/overlay/compressed`` at 5 Hz while ``~/mask`` keeps every
+    frame), clocked by the frames' stamps so a replayed bag is thinned the same as live input;
+    a stamp that goes backwards (a looping bag) restarts that output's schedule."""
+
+    def __init__(self) -> None:
+        self._gates: dict[str, RateGate] = {}
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: str, stamp_s: float, max_rate: float) -> bool:
+        """Whether output ``key`` goes out for the frame stamped ``stamp_s`` (0 rate: always)."""
+        with self._lock:
+            gate = self._gates.setdefault(key, RateGate())
+            if stamp_s < self._last.get(key, float("-inf")):
+                gate.reset()
+            self._last[key] = stamp_s
+        return gate.admit(stamp_s, max_rate)
+
+
+__all__ = ["Control", "OutputGates", "RateGate"]

@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA
@@ -30,7 +31,8 @@ from m4sam_ros.ros.compat import (
     Detection3DArray,
     ObjectHypothesisWithPose,
 )
-from m4sam_ros.scene.boxes3d import Box3DDetection, Camera, DepthUnitsError, boxes_3d
+from m4sam_ros.scene.boxes3d import Box3DDetection, boxes_3d
+from m4sam_ros.scene.camera import CameraModel
 from m4sam_ros.scene.tracking import OverlapTracker
 from m4sam_ros.viz.visualize import DEFAULT_COLOR
 
@@ -118,38 +120,28 @@ class LabelledOutputs:
     boxes3d: list[Box3DDetection]
     messages: dict[str, Any]
     skipped: Counter[str] = field(default_factory=Counter)  # 3D boxes left out, by reason
-    problem: DepthUnitsError | None = None                  # no 3D outputs this frame, and why
 
 
-def labelled_outputs(result: Any, depth: Any, depth_encoding: str, header: Any, camera_info: Any | None,
+def labelled_outputs(result: Any, depth_m: np.ndarray | None, camera: CameraModel | None, header: Any,
                      tracker: OverlapTracker, wanted: Collection[str] = ("detections", "detections_3d", "markers"),
                      *, max_depth: float = 10.0, min_points: int = 20, stride: int = 1,
                      marker_lifetime: float = 0.5) -> LabelledOutputs:
     """Ids, 3D boxes and the id-carrying messages of one SaliencyResult.
 
     The tracker is updated with ``result.boxes`` and ``result.reinitialized`` (new ids after a
-    re-initialisation). 3D outputs need ``camera_info``; a camera_info with non-finite or
-    non-positive intrinsics, or depth whose values disagree with its encoding, leaves the 3D
-    outputs out and is returned as ``problem`` (the 2D detections still go out)."""
+    re-initialisation). The 3D outputs need ``depth_m`` (metres, ``geometry.depth_in_metres``) and
+    ``camera`` (the one camera model, ``pipeline.scene_inputs``); with either None they are left out
+    and the 2D detections still go. A component without a 3D box keeps every other box on its
+    own id (``Box3DDetection.index``), so ids never shift between the arrays."""
     ids = tracker.update(result.boxes, reinitialized=bool(result.reinitialized))
     msgs: dict[str, Any] = {}
     if "detections" in wanted and HAVE_VISION_MSGS:
         msgs["detections"] = detection2d_array(result.boxes, ids, header)
     out = LabelledOutputs(ids, [], msgs)
-    if not ({"detections_3d", "markers"} & set(wanted)) or camera_info is None:
+    if not ({"detections_3d", "markers"} & set(wanted)) or depth_m is None or camera is None:
         return out
-    try:
-        camera = Camera.from_k(camera_info.k)
-        cam_w, cam_h = int(camera_info.width), int(camera_info.height)
-        h, w = depth.shape[:2]
-        if cam_w > 0 and cam_h > 0 and (cam_w, cam_h) != (w, h):  # camera_info of another resolution
-            sx, sy = w / cam_w, h / cam_h
-            camera = Camera(camera.fx * sx, camera.fy * sy, (camera.cx + 0.5) * sx - 0.5, (camera.cy + 0.5) * sy - 0.5)
-        dets = boxes_3d(result.mask, result.boxes, depth, depth_encoding, camera, max_depth=max_depth,
-                        min_points=min_points, stride=stride, skipped=out.skipped)
-    except DepthUnitsError as exc:
-        out.problem = exc
-        return out
+    dets = boxes_3d(result.mask, result.boxes, depth_m, camera, max_depth=max_depth, min_points=min_points,
+                    stride=stride, skipped=out.skipped)
     out.boxes3d = dets
     det_ids = [ids[d.index] for d in dets]
     if "detections_3d" in wanted and HAVE_VISION_MSGS:

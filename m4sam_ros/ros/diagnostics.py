@@ -1,17 +1,34 @@
-"""What the node tells /diagnostics, decided from counters over the last period (no ROS here but
-the message types): OK while masks come out; WARN when no pairs arrive or most recent pairs are
-rejected, naming the top reason and its fix; ERROR only when inference itself fails."""
+"""What the node tells /diagnostics, in diagnostic_updater's conventions so that the aggregator
+and rqt_robot_monitor read it as they read camera drivers. Three statuses per node, each named
+``<fully qualified node name>: <task>`` (two instances in two namespaces never collide), all with
+``hardware_id`` = ``<camera frame> on <inference device>``:
+
+- ``pipeline``: decided from counters over the last period: OK while masks come out; WARN when no
+  pairs arrive or most recent pairs are rejected, naming the top reason and its fix; ERROR only
+  when inference itself fails.
+- ``input rate``: diagnostic_updater's FrequencyStatus on the synchronised pairs: WARN outside
+  ``expected * (1 -/+ input_rate_tolerance)``, ERROR with no pair in the window. The expected rate
+  is the ``expected_input_rate`` parameter, or (0) the camera's own rate measured over its first
+  ``input_rate_learn_time`` seconds; the WARN message carries the measured and expected rates.
+- ``frame age``: diagnostic_updater's TimeStampStatus on every published frame's stamp: ERROR
+  when a frame left later than ``frame_age_max`` after its stamp (or earlier than
+  ``frame_age_min``: a camera clock ahead of ours).
+
+The real diagnostic_updater is used when importable (``ros/compat.py``), the stand-in otherwise.
+"""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 
 #: What to do about each rejection reason (the WARN message names it).
 FIXES: dict[str, str] = {
@@ -57,6 +74,7 @@ class Stats:
     stamp_jumps: int = 0
     paused: int = 0        # pairs skipped while ~/enable is false
     rate_limited: int = 0  # pairs skipped by the max_rate cap
+    encodes: Counter = field(default_factory=Counter)  # compressed outputs encoded, by output
     boxes3d_skipped: Counter = field(default_factory=Counter)  # salient components without a 3D box, by reason
     detections_3d: int = 0  # 3D boxes published (or built) so far
     last_ids: tuple = ()    # object ids of the newest processed frame
@@ -106,10 +124,11 @@ def verdict(active: bool, state_label: str, pairs: int, processed: int, rejected
     return DiagnosticStatus.OK, "processing"
 
 
-def build(name: str, hardware_id: str, stats: Stats, prev: Window, now: float, active: bool, state_label: str,
-          extra: dict[str, str], inference_failed: bool, state_bytes: int | None, enabled: bool = True
-          ) -> tuple[DiagnosticArray, Window]:
-    """The /diagnostics message for this period, and the window for the next one (stamp unset)."""
+def pipeline_status(stats: Stats, prev: Window, now: float, active: bool, state_label: str, extra: dict[str, str],
+                    inference_failed: bool, state_bytes: int | None, enabled: bool = True
+                    ) -> tuple[int, str, list[tuple[str, str]], Window]:
+    """(level, message, key/values) of the ``pipeline`` status for this period, and the window
+    for the next one."""
     st = stats
     dt = max(now - prev.t, 1e-6)
     rejected_now = Counter(st.rejected)
@@ -145,15 +164,14 @@ def build(name: str, hardware_id: str, stats: Stats, prev: Window, now: float, a
         "rejected_total": sum(rejected_now.values()),
         "rejected_last_period": sum(period_rej.values()),
     }
+    values.update({f"encodes_{k}": v for k, v in sorted(st.encodes.items())})
     values.update({f"rejected_{k}": v for k, v in sorted(rejected_now.items())})
     values.update({f"boxes3d_skipped_{k}": v for k, v in sorted(st.boxes3d_skipped.items())})
     if state_bytes is not None:
         values["tracker_state_bytes"] = int(state_bytes)
-    status = DiagnosticStatus(level=level, name=f"{name}: pipeline", message=message, hardware_id=hardware_id)
-    status.values = [KeyValue(key=k, value=v) for k, v in extra.items()] + [
-        KeyValue(key=k, value=_fmt(v)) for k, v in values.items()]
+    pairs_kv = list(extra.items()) + [(k, _fmt(v)) for k, v in values.items()]
     window = Window(now, st.color_in, st.depth_in, st.pairs_in, st.processed, rejected_now)
-    return DiagnosticArray(status=[status]), window
+    return level, message, pairs_kv, window
 
 
 def _fmt(v: Any) -> str:
@@ -164,3 +182,128 @@ def _fmt(v: Any) -> str:
 
 def new_window() -> Window:
     return Window(time.monotonic())
+
+
+class RateBaseline:
+    """The camera's own rate, measured over its first ``learn_s`` seconds of pairs (a parameter
+    may give it instead): the expected rate the ``input rate`` status compares against."""
+
+    def __init__(self, learn_s: float) -> None:
+        self.learn_s = float(learn_s)
+        self.first: float | None = None
+        self.last: float | None = None
+        self.count = 0
+        self.rate: float | None = None
+
+    def tick(self, now: float) -> float | None:
+        """One pair at monotonic time ``now``; the learned rate once ``learn_s`` have passed."""
+        if self.rate is not None:
+            return self.rate
+        if self.first is None:
+            self.first = now
+        self.count += 1
+        self.last = now
+        if now - self.first >= self.learn_s and self.count >= 2:
+            self.rate = (self.count - 1) / (now - self.first)
+        return self.rate
+
+    def left(self, now: float) -> float:
+        """Seconds of learning left (the full time before the first pair)."""
+        return self.learn_s if self.first is None else max(self.learn_s - (now - self.first), 0.0)
+
+
+class NodeDiagnostics:
+    """The node's diagnostic_updater Updater and its three tasks (see the module docstring).
+
+    ``du`` is the diagnostic_updater module (real or stand-in, from compat); ``p(name)`` reads a
+    node parameter (the rate and age bounds are read at every update, so a change applies at
+    once); ``pipeline(stat)`` fills the pipeline status; ``active()`` says whether the node is
+    processing (inactive: the rate and age statuses say so at OK instead of alarming)."""
+
+    def __init__(self, node: Any, du: Any, p: Callable[[str], Any], pipeline: Callable[[Any], Any],
+                 active: Callable[[], bool]) -> None:
+        self.p, self.active = p, active
+        self.updater = du.Updater(node, float(p("diagnostics_period")))
+        self.updater.node_name = node.get_fully_qualified_name()  # status names carry the namespace
+        self.camera_frame = ""
+        self.device = "none"
+        self.bound: dict[str, float] = {"min": 0.0}
+        self.freq = du.FrequencyStatus(du.FrequencyStatusParam(self.bound, float(p("input_rate_tolerance")),
+                                                               int(p("input_rate_window"))), "input rate")
+        self.age_params = du.TimeStampStatusParam(float(p("frame_age_min")), float(p("frame_age_max")))
+        self.age = du.TimeStampStatus(self.age_params, "frame age")
+        self.baseline = RateBaseline(float(p("input_rate_learn_time")))
+        self._lock = threading.Lock()
+        self.set_hardware()
+        self.updater.add("pipeline", pipeline)
+        self.updater.add("input rate", self._rate)
+        self.updater.add("frame age", self._age)
+
+    # --------------------------------------------------------------------------------- events
+    def restart(self) -> None:
+        """Forget the learned rate and the rate window (on activate: the camera may be another)."""
+        with self._lock:
+            self.baseline = RateBaseline(float(self.p("input_rate_learn_time")))
+        self.freq.clear()
+
+    def tick_pair(self, frame_id: str) -> None:
+        """One synchronised pair arrived (subscription thread)."""
+        self.freq.tick()
+        with self._lock:
+            self.baseline.tick(time.monotonic())
+        if frame_id and frame_id != self.camera_frame:
+            self.camera_frame = frame_id
+            self.set_hardware()
+
+    def tick_frame(self, stamp_s: float, clock_offset_s: float = 0.0) -> None:
+        """A frame stamped ``stamp_s`` (node clock) was published. diagnostic_updater measures the
+        delay against the system clock; ``clock_offset_s`` = system time - node time moves the
+        stamp onto it, so sim time (a replayed bag) reads the right age."""
+        self.age.tick(float(stamp_s + clock_offset_s))
+
+    def set_device(self, device: str) -> None:
+        self.device = device
+        self.set_hardware()
+
+    def set_hardware(self) -> None:
+        self.updater.setHardwareID(f"{self.camera_frame or 'unknown camera frame'} on {self.device}")
+
+    # ---------------------------------------------------------------------------------- tasks
+    def expected_rate(self) -> tuple[float | None, str]:
+        """(expected pair rate or None while learning, where it comes from)."""
+        given = float(self.p("expected_input_rate"))
+        if given > 0:
+            return given, "parameter expected_input_rate"
+        with self._lock:
+            rate, left = self.baseline.rate, self.baseline.left(time.monotonic())
+        if rate is None:
+            return None, f"measuring the camera: {left:.1f} s left"
+        return rate, f"measured over the first {self.baseline.learn_s:g} s"
+
+    def _rate(self, stat: Any) -> Any:
+        expected, source = self.expected_rate()
+        if expected is None:
+            self.bound.pop("max", None)
+            self.bound["min"] = 0.0
+        else:
+            self.bound["min"] = self.bound["max"] = expected
+        tol = float(self.p("input_rate_tolerance"))
+        self.freq.params.tolerance = tol
+        stat = self.freq.run(stat)
+        stat.add("Expected frequency source", source)
+        if not self.active():
+            stat.summary(DiagnosticStatus.OK, "not processing (node not active)")
+            return stat
+        if stat.level != DiagnosticStatus.OK or expected is not None:
+            measured = next((kv.value for kv in stat.values if kv.key == "Actual frequency (Hz)"), "?")
+            want = f"expected {expected:.2f} Hz +/- {tol:.0%}" if expected is not None else source
+            stat.message = f"{stat.message} measured {float(measured):.2f} Hz, {want}"
+        return stat
+
+    def _age(self, stat: Any) -> Any:
+        self.age_params.min_acceptable = float(self.p("frame_age_min"))
+        self.age_params.max_acceptable = float(self.p("frame_age_max"))
+        stat = self.age.run(stat)
+        if not self.active():
+            stat.summary(DiagnosticStatus.OK, "not processing (node not active)")
+        return stat

@@ -11,11 +11,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
+from m4sam_ros.msgs.compressed import encode_color
 from m4sam_ros.msgs.image_codec import numpy_to_image
 from m4sam_ros.ros import compat
 from m4sam_ros.viz.visualize import render_overlay
+
+__all__ = ["compressed_msg", "image_msg", "mask_msg", "overlay_msg", "points_msg", "rclpy_image",
+           "render_overlay", "saliency_msg"]
 
 
 def rclpy_image(**fields: Any) -> Image:
@@ -49,6 +53,17 @@ def overlay_msg(rgb: np.ndarray, mask: np.ndarray, boxes: Sequence[Any], header:
                 factory: Callable[..., Any] = rclpy_image) -> Any:
     """``~/overlay``: rgb8 tint of the mask plus the 2D boxes and their scores."""
     return image_msg(render_overlay(rgb, mask, boxes, alpha=alpha), "rgb8", header, factory)
+
+
+def compressed_msg(arr: np.ndarray, encoding: str, codec: str, header: Any, quality: int = 80,
+                   png_level: int = 3) -> CompressedImage:
+    """image_transport's ``compressed`` message of an rgb8 or mono8 array: ``format`` as
+    compressed_image_transport writes it (``rgb8; jpeg compressed bgr8``, ``mono8; png compressed ``)
+    so ``republish``, RViz and Foxglove decode it; ``data`` the JPEG/PNG file."""
+    fmt, data = encode_color(arr, encoding, codec, quality=quality, png_level=png_level)
+    msg = CompressedImage(header=header, format=fmt)
+    msg.data = data
+    return msg
 
 
 def points_msg(points: np.ndarray, header: Any) -> PointCloud2:

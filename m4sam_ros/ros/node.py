@@ -18,12 +18,11 @@ import time
 from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -57,12 +56,17 @@ OUTPUTS: dict[str, tuple[str, Any, str]] = {
     "mask": ("~/mask", Image, "publish_mask"),
     "saliency": ("~/saliency", Image, "publish_saliency"),
     "overlay": ("~/overlay", Image, "publish_overlay"),
+    "overlay_compressed": ("~/overlay/compressed", CompressedImage, "publish_overlay_compressed"),
+    "mask_compressed": ("~/mask/compressed", CompressedImage, "publish_mask_compressed"),
     "markers": ("~/markers", MarkerArray, "publish_markers"),
     "points": ("~/object_points", PointCloud2, "publish_points"),
     "detections": ("~/detections", compat.Detection2DArray, "publish_detections"),
     "detections_3d": ("~/detections_3d", compat.Detection3DArray,
                       "publish_detections_3d"),
 }
+#: outputs with their own rate limit parameter (Hz, 0 = every frame)
+OUTPUT_RATE_PARAMS = {"overlay_compressed": "overlay_compressed_max_rate",
+                      "mask_compressed": "mask_compressed_max_rate"}
 #: the camera inputs by side (relative names; remap them like any topic)
 INPUT_BASES = {"color": inputs.COLOR_TOPIC, "depth": inputs.DEPTH_TOPIC}
 
@@ -87,6 +91,7 @@ class M4SamNode(LifecycleNode):
         self.qos_choice: qos.QosChoice | None = None
         self.streams: dict[str, transport.StreamChoice] | None = None
         self.control = control.Control()
+        self.output_gates = control.OutputGates()
         self.tracker = OverlapTracker()  # one per node life: ids are never reused, even across cleanup
         self.worker = NewestWorker(self._process_pair, self._worker_error, self._on_take)
         self.shutdown_requested = threading.Event()
@@ -100,8 +105,9 @@ class M4SamNode(LifecycleNode):
         self._said_once: set[str] = set()
         self._bridge = compat.CvBridge()
         self._diag_window = diagnostics.new_window()
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics)
+        self.diag = diagnostics.NodeDiagnostics(
+            self, compat.diagnostic_updater, self.p, self._pipeline_status,
+            lambda: self._state_machine.current_state[1] == "active")
         missing = [k for k, v in compat.BACKENDS.items() if v != "ros"]
         if missing:
             self.get_logger().info("using stand-ins for: " + ", ".join(
@@ -134,15 +140,18 @@ class M4SamNode(LifecycleNode):
         if self._predictor_factory is not None:
             predictor = self._predictor_factory(self)
             self.device_used = model_loader.predictor_device(predictor, str(self.p("device")))
+            self.diag.set_device(self.device_used)
             return predictor
         predictor, device = model_loader.build_predictor(self.p)
         self.device_used = model_loader.predictor_device(predictor, device)
+        self.diag.set_device(self.device_used)
         return predictor
 
     def _free_model(self) -> None:
         """Drops the predictor (and with it the model and its memory) and returns GPU memory."""
         self.predictor = None
         self.device_used = "none"
+        self.diag.set_device(self.device_used)
         model_loader.release_memory()
 
     # ---------------------------------------------------------------------------- lifecycle
@@ -184,6 +193,7 @@ class M4SamNode(LifecycleNode):
             except Exception as exc:  # noqa: BLE001
                 self.get_logger().error(f"activate failed building the model: {exc}")
                 return TransitionCallbackReturn.FAILURE
+        self.diag.restart()
         self._subscribe()
         if self.p("qos_reliability") == "auto" or self.p("input_transport") == "auto":
             self._qos_timer = self.create_timer(1.0, self._recheck_inputs)
@@ -284,6 +294,7 @@ class M4SamNode(LifecycleNode):
     def _on_pair(self, color: Image, depth: Image) -> None:
         """Sync callback: hand the newest pair over; a replaced one counts as dropped."""
         self.stats.pairs_in += 1
+        self.diag.tick_pair(str(color.header.frame_id))
         self._newest_pair_ns = compat.stamp_to_ns(color.header.stamp)
         skip = self.control.admit(time.monotonic(), float(self.p("max_rate")))
         if skip is not None:  # paused or over max_rate: skipped before any decoding
@@ -366,7 +377,9 @@ class M4SamNode(LifecycleNode):
                 return  # shutting down: the publishers are going away, nothing is wrong
             self._reject("publish_error", f"{type(exc).__name__}: {exc}")
             return
-        age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-6  # plain ints: any stamp works
+        now_ns = self.get_clock().now().nanoseconds
+        age = (now_ns - stamp_ns) * 1e-6  # plain ints: any stamp works
+        self.diag.tick_frame(stamp_ns * 1e-9, (time.time_ns() - now_ns) * 1e-9)
         st = self.stats
         st.processed += 1
         st.last_mask_monotonic = time.monotonic()
@@ -396,8 +409,11 @@ class M4SamNode(LifecycleNode):
     def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any) -> None:
         """Converts the result to every enabled output (shared with m4sam-bag), all with the colour
         image's header and the tracker's ids, and publishes them."""
-        wanted = [key for key, pub in self._pubs.items()
-                  if bool(self.p(OUTPUTS[key][2])) and pub.get_subscription_count() > 0]
+        stamp_s = compat.stamp_to_ns(header.stamp) * 1e-9
+        wanted = [key for key, pub in self._pubs.items()  # nobody listening: not built, not encoded
+                  if bool(self.p(OUTPUTS[key][2])) and pub.get_subscription_count() > 0
+                  and (key not in OUTPUT_RATE_PARAMS
+                       or self.output_gates.admit(key, stamp_s, float(self.p(OUTPUT_RATE_PARAMS[key]))))]
         info = self._camera_info
         if info is None and {"markers", "points", "detections_3d"} & set(wanted) and "no_camera_info" not in self._said_once:
             self._said_once.add("no_camera_info")
@@ -406,13 +422,15 @@ class M4SamNode(LifecycleNode):
         settings = pipeline.OutputSettings(
             overlay_alpha=float(self.p("overlay_alpha")), depth_scale=float(self.p("depth_scale")),
             max_depth=float(self.p("max_depth")), points_stride=int(self.p("points_stride")),
-            marker_min_points=int(self.p("marker_min_points")), marker_lifetime=float(self.p("marker_lifetime")))
+            marker_min_points=int(self.p("marker_min_points")), marker_lifetime=float(self.p("marker_lifetime")),
+            overlay_jpeg_quality=int(self.p("overlay_jpeg_quality")), mask_png_level=int(self.p("mask_png_level")))
         frame = pipeline.frame_outputs(result, rgb, depth, depth_encoding, header, info, settings, wanted,
                                        self.tracker)
         for key, msg in frame.messages.items():
             self._pubs[key].publish(msg)
         self.stats.last_ids = tuple(frame.ids)
         self.stats.boxes3d_skipped.update(frame.skipped)
+        self.stats.encodes.update(frame.encoded)
         if "detections_3d" in frame.messages:
             self.stats.detections_3d += len(frame.messages["detections_3d"].detections)
         for problem in frame.problems:
@@ -424,7 +442,8 @@ class M4SamNode(LifecycleNode):
         label = self._state_machine.current_state[1]
         return f"{label}, model {'loaded on ' + self.device_used if self.predictor is not None else 'not loaded'}"
 
-    def _publish_diagnostics(self) -> None:
+    def _pipeline_status(self, stat: Any) -> Any:
+        """Fills the ``pipeline`` status (diagnostic_updater task) from this period's counters."""
         predictor, state_bytes = self.predictor, None
         if predictor is not None and hasattr(predictor, "state_nbytes"):
             try:
@@ -438,11 +457,13 @@ class M4SamNode(LifecycleNode):
                  if self.streams and self.input is not None else "not subscribed",
                  "enabled": str(self.control.enabled).lower(),
                  "max_rate_hz": f"{float(self.p('max_rate')):.3f}" + (" (no cap)" if self.p("max_rate") <= 0 else "")}
-        msg, self._diag_window = diagnostics.build(
-            self.get_name(), self.device_used, self.stats, self._diag_window, time.monotonic(), active,
-            self.model_state(), extra, self._inference_failed, state_bytes, enabled=self.control.enabled)
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(msg)
+        level, message, values, self._diag_window = diagnostics.pipeline_status(
+            self.stats, self._diag_window, time.monotonic(), active, self.model_state(), extra,
+            self._inference_failed, state_bytes, enabled=self.control.enabled)
+        stat.summary(level, message)
+        for key, value in values:
+            stat.add(key, value)
+        return stat
 
 
 class _Stop(BaseException):

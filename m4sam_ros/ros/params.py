@@ -69,7 +69,24 @@ PARAMS: dict[str, ParamSpec] = {
                                   "larger ones are rejected before decoding (default fits 4K).",
                                   False, (1, 2**31 - 1, 1)),
     "use_camera_info": ParamSpec(True, "Subscribe to depth/camera_info (needed for markers and points).", True),
-    "diagnostics_period": ParamSpec(1.0, "Seconds between /diagnostics messages.", True, (0.1, 60.0)),
+    "diagnostics_period": ParamSpec(1.0, "Seconds between /diagnostics messages (diagnostic_updater's "
+                                    "period; diagnostic_updater.period, if given, takes precedence).", True,
+                                    (0.1, 60.0)),
+    "expected_input_rate": ParamSpec(0.0, "Expected colour/depth pair rate in Hz for the 'input rate' "
+                                     "diagnostic; 0 = the camera's own rate, measured over its first "
+                                     "input_rate_learn_time seconds.", False, (0.0, 1000.0)),
+    "input_rate_learn_time": ParamSpec(3.0, "Seconds of pairs over which the expected input rate is measured "
+                                       "(when expected_input_rate is 0), from the first pair after activate.",
+                                       True, (0.2, 600.0)),
+    "input_rate_tolerance": ParamSpec(0.3, "The 'input rate' diagnostic WARNs outside expected x (1 -/+ this).",
+                                      False, (0.0, 1.0)),
+    "input_rate_window": ParamSpec(5, "Diagnostics periods over which the input rate is measured "
+                                   "(diagnostic_updater FrequencyStatus window).", True, (1, 100, 1)),
+    "frame_age_max": ParamSpec(1.0, "The 'frame age' diagnostic is ERROR when an output leaves more than this "
+                               "many seconds after its input's stamp (diagnostic_updater TimeStampStatus).",
+                               False, (0.0, 3600.0)),
+    "frame_age_min": ParamSpec(-1.0, "... or when a stamp lies more than -this seconds in the future (a camera "
+                               "clock ahead of this machine's).", False, (-3600.0, 0.0)),
     # runtime: thresholds and switches
     "max_rate": ParamSpec(0.0, "Most pairs processed per second (0 = as fast as pairs come); the rest "
                           "are skipped before decoding. Pause/resume with the ~/enable service.", False,
@@ -82,13 +99,25 @@ PARAMS: dict[str, ParamSpec] = {
     "publish_mask": ParamSpec(True, "Publish ~/mask (mono8 0/255)."),
     "publish_saliency": ParamSpec(True, "Publish ~/saliency (32FC1 in [0,1])."),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rgb8 tint + boxes)."),
+    "publish_overlay_compressed": ParamSpec(True, "Publish ~/overlay/compressed (image_transport compressed: "
+                                            "JPEG); encoded only while subscribed."),
+    "publish_mask_compressed": ParamSpec(True, "Publish ~/mask/compressed (image_transport compressed: PNG, "
+                                         "lossless); encoded only while subscribed."),
+    "overlay_jpeg_quality": ParamSpec(80, "JPEG quality of ~/overlay/compressed.", False, (1, 100, 1)),
+    "mask_png_level": ParamSpec(3, "PNG compression level of ~/mask/compressed (0 fast .. 9 small).",
+                                False, (0, 9, 1)),
+    "overlay_compressed_max_rate": ParamSpec(0.0, "Most ~/overlay/compressed messages per second, by input "
+                                             "stamp (0 = every processed frame).", False, (0.0, 1000.0)),
+    "mask_compressed_max_rate": ParamSpec(0.0, "Most ~/mask/compressed messages per second, by input stamp "
+                                          "(0 = every processed frame).", False, (0.0, 1000.0)),
     "publish_detections": ParamSpec(True, "Publish ~/detections (vision_msgs/Detection2DArray)."),
     "publish_detections_3d": ParamSpec(True, "Publish ~/detections_3d (vision_msgs/Detection3DArray; "
                                        "needs camera_info)."),
     "publish_markers": ParamSpec(True, "Publish ~/markers (3D boxes with id labels; needs camera_info)."),
     "publish_points": ParamSpec(False, "Publish ~/object_points (PointCloud2 of the salient pixels)."),
     "overlay_alpha": ParamSpec(0.45, "Opacity of the mask tint in ~/overlay.", False, (0.0, 1.0)),
-    "depth_scale": ParamSpec(0.001, "Metres per unit of 16UC1/mono16 depth (RealSense: 0.001).",
+    "depth_scale": ParamSpec(0.001, "Metres per unit of 16UC1/mono16 depth (RealSense: 0.001); applies to "
+                             "markers, detections_3d and object_points alike (32FC1 is metres).",
                              False, (1e-6, 1.0)),
     "max_depth": ParamSpec(10.0, "Points farther than this (metres) are left out of markers and points.",
                            False, (0.05, 1000.0)),

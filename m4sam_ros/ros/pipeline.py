@@ -1,9 +1,14 @@
 """The message side of one frame, shared by the live node and the rosbag tool.
 
 ``decode_pair``: colour + depth Image messages -> (rgb uint8 HxWx3, depth as sent), or
-:class:`RejectedInput` with the reason key the node counts. ``result_messages``: a SaliencyResult
--> every enabled output message, all carrying the colour image's header. The node and
+:class:`RejectedInput` with the reason key the node counts. ``frame_outputs``: a SaliencyResult
+-> every wanted output message, all carrying the colour image's header. The node and
 ``m4sam-bag`` both call these, so a bag is decoded and converted exactly as live topics are.
+
+The 3D outputs (``~/object_points``, ``~/detections_3d``, ``~/markers``) share one reading of the
+frame (``scene_inputs``): depth in metres with ``depth_scale`` applied once, and one camera model
+(``compat.camera_model``: image_geometry's, with distortion, binning and ROI) scaled to the depth
+image; so an object has the same extent in all three.
 """
 
 from __future__ import annotations
@@ -19,8 +24,13 @@ from m4sam_ros.msgs.compressed import CompressedImageError, decompress
 from m4sam_ros.msgs.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS, to_rgb
 from m4sam_ros.ros import compat, detections3d, messages
 from m4sam_ros.scene import geometry
+from m4sam_ros.scene.camera import CameraModel, CameraModelError
 
 ALL_OUTPUTS = ("mask", "saliency", "overlay", "detections", "markers", "points")
+#: image_transport ``compressed`` outputs (``~/overlay/compressed`` JPEG, ``~/mask/compressed`` PNG)
+COMPRESSED_OUTPUTS = ("overlay_compressed", "mask_compressed")
+#: outputs that need depth in metres and the camera model
+SCENE_OUTPUTS = ("points", "detections_3d", "markers")
 #: outputs that carry the tracker's object ids (built by ros/detections3d.py)
 LABELLED_OUTPUTS = ("detections", "detections_3d", "markers")
 
@@ -46,6 +56,8 @@ class OutputSettings:
     points_stride: int = 2
     marker_min_points: int = 20
     marker_lifetime: float = 0.5
+    overlay_jpeg_quality: int = 80
+    mask_png_level: int = 3
 
 
 def is_compressed(msg: Any) -> bool:
@@ -145,32 +157,41 @@ def valid_depth_fraction(depth: np.ndarray) -> float:
     return float(valid.mean()) if valid.size else 0.0
 
 
-def result_messages(result: Any, rgb: np.ndarray, depth: np.ndarray, header: Any, camera_info: Any | None,
-                    settings: OutputSettings, wanted: Collection[str] = ALL_OUTPUTS
-                    ) -> tuple[dict[str, Any], RejectedInput | None]:
-    """Every wanted output of one result, keyed like the node's topics (``mask`` -> ``~/mask``).
-
-    Points need ``camera_info``; without it they are left out. A camera_info that cannot describe
-    the image leaves them out too and is returned as the problem (the 2D outputs are still good).
-    The markers carry object ids and come from ``detections3d.labelled_outputs``."""
+def image_outputs(result: Any, rgb: np.ndarray, header: Any, settings: OutputSettings, wanted: Collection[str]
+                  ) -> dict[str, Any]:
+    """The 2D outputs of one result: ``mask``, ``saliency``, ``overlay`` and the compressed
+    ``overlay_compressed`` (JPEG) / ``mask_compressed`` (PNG). An output not in ``wanted`` costs
+    nothing (the overlay is rendered once for both its raw and compressed forms)."""
     out: dict[str, Any] = {}
     if "mask" in wanted:
         out["mask"] = messages.mask_msg(result.mask, header)
     if "saliency" in wanted:
         out["saliency"] = messages.saliency_msg(result.saliency, header)
-    if "overlay" in wanted:
-        out["overlay"] = messages.overlay_msg(rgb, result.mask, result.boxes, header, settings.overlay_alpha)
-    if "points" not in wanted or camera_info is None:
-        return out, None
+    if "overlay" in wanted or "overlay_compressed" in wanted:
+        overlay = messages.render_overlay(rgb, result.mask, result.boxes, alpha=settings.overlay_alpha)
+        if "overlay" in wanted:
+            out["overlay"] = messages.image_msg(overlay, "rgb8", header)
+        if "overlay_compressed" in wanted:
+            out["overlay_compressed"] = messages.compressed_msg(overlay, "rgb8", "jpeg", header,
+                                                                quality=settings.overlay_jpeg_quality)
+    if "mask_compressed" in wanted:
+        out["mask_compressed"] = messages.compressed_msg(result.mask, "mono8", "png", header,
+                                                         png_level=settings.mask_png_level)
+    return out
+
+
+def scene_inputs(depth: np.ndarray, depth_encoding: str, camera_info: Any, settings: OutputSettings
+                 ) -> tuple[np.ndarray, CameraModel]:
+    """(depth in metres, camera model for this depth image): ``depth_scale`` applied here, once;
+    a camera_info of another resolution scaled per axis. Raises RejectedInput
+    (``bad_camera_info``, ``depth_units``) naming the problem."""
+    h, w = np.asarray(depth).shape[:2]
     try:
-        intr = geometry.Intrinsics.from_k(camera_info.k, camera_info.width, camera_info.height).scaled_to(
-            depth.shape[1], depth.shape[0])
-    except ValueError as exc:
-        return out, RejectedInput("bad_camera_info", str(exc))
-    depth_m = geometry.depth_to_metres(depth, settings.depth_scale)
-    pts = geometry.backproject(result.mask, depth_m, intr, settings.points_stride, settings.max_depth)
-    out["points"] = messages.points_msg(pts, header)
-    return out, None
+        camera = compat.camera_model(camera_info).scaled_to(w, h)
+        depth_m = geometry.depth_in_metres(depth, depth_encoding, settings.depth_scale)
+    except (CameraModelError, geometry.DepthUnitsError) as exc:
+        raise RejectedInput(exc.reason, exc.detail) from exc
+    return depth_m, camera
 
 
 @dataclass
@@ -181,25 +202,41 @@ class FrameOutputs:
     ids: list[int]
     problems: list[RejectedInput] = field(default_factory=list)  # outputs left out this frame, and why
     skipped: Counter = field(default_factory=Counter)            # 3D boxes left out, by reason
+    encoded: Counter = field(default_factory=Counter)            # compressed outputs encoded
+    boxes3d: list = field(default_factory=list)                  # the 3D boxes behind markers/detections_3d
 
 
 def frame_outputs(result: Any, rgb: np.ndarray, depth: np.ndarray, depth_encoding: str, header: Any,
                   camera_info: Any | None, settings: OutputSettings, wanted: Collection[str], tracker: Any
                   ) -> FrameOutputs:
-    """``result_messages`` for the plain outputs, ``detections3d.labelled_outputs`` for the ones
-    with object ids (``detections``, ``detections_3d``, ``markers``: one id per salient component,
-    the same in all three). The tracker is updated on every frame, wanted or not, so ids stay stable
-    while nobody listens and are right when somebody starts to."""
-    plain = [k for k in wanted if k not in LABELLED_OUTPUTS]
+    """Every wanted output of one frame, keyed like the node's topics (``mask`` -> ``~/mask``,
+    ``overlay_compressed`` -> ``~/overlay/compressed``, ``points`` -> ``~/object_points``).
+
+    2D outputs from ``image_outputs``; the 3D ones need ``camera_info`` (left out without it) and
+    read depth and camera once (``scene_inputs``; a camera_info or depth that cannot be used
+    leaves them out and is returned as a problem, the 2D outputs still go). The id-carrying ones
+    (``detections``, ``detections_3d``, ``markers``) come from ``detections3d.labelled_outputs``;
+    the tracker is updated on every frame, wanted or not, so ids stay stable while nobody
+    listens and are right when somebody starts to."""
+    wanted = set(wanted)
+    out = image_outputs(result, rgb, header, settings, wanted)
+    frame = FrameOutputs(out, [])
+    frame.encoded.update(k for k in COMPRESSED_OUTPUTS if k in out)
+    depth_m = camera = None
+    if camera_info is not None and wanted & set(SCENE_OUTPUTS):
+        try:
+            depth_m, camera = scene_inputs(depth, depth_encoding, camera_info, settings)
+        except RejectedInput as exc:
+            frame.problems.append(exc)
+    if "points" in wanted and camera is not None:
+        pts = geometry.backproject(result.mask, depth_m, camera, settings.points_stride, settings.max_depth)
+        out["points"] = messages.points_msg(pts, header)
     labelled = [k for k in LABELLED_OUTPUTS if k in wanted]
-    out, problem = result_messages(result, rgb, depth, header, camera_info, settings, plain)
-    lab = detections3d.labelled_outputs(result, depth, depth_encoding, header, camera_info, tracker, labelled,
+    lab = detections3d.labelled_outputs(result, depth_m, camera, header, tracker, labelled,
                                         max_depth=settings.max_depth, min_points=settings.marker_min_points,
                                         stride=settings.points_stride, marker_lifetime=settings.marker_lifetime)
     out.update(lab.messages)
-    frame = FrameOutputs(out, list(lab.ids), skipped=Counter(lab.skipped))
-    if problem is not None:
-        frame.problems.append(problem)
-    if lab.problem is not None and (problem is None or problem.reason != lab.problem.reason):
-        frame.problems.append(RejectedInput(lab.problem.reason, lab.problem.detail))
+    frame.ids = list(lab.ids)
+    frame.skipped.update(lab.skipped)
+    frame.boxes3d = lab.boxes3d
     return frame

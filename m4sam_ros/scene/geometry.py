@@ -1,83 +1,92 @@
-"""3D extent of the salient object from metric depth and pinhole intrinsics. No ROS.
+"""Depth in metres and the 3D points of masked pixels, through the one camera model. No ROS.
 
-The node turns these into ``~/markers`` and ``~/object_points``; the bag tool can do the same
-offline. Points are in the camera's optical frame (x right, y down, z forward), metres.
+``depth_in_metres`` is where depth units are decided, once per frame: 16UC1/mono16 times
+``depth_scale`` (metres per unit, RealSense 0.001), 32FC1 as metres (REP 118). ``backproject``
+is the only pixel -> 3D step: ``~/object_points`` calls it on the whole mask, ``boxes3d`` on each
+component, so the same object gets the same extent in the points, the boxes and the markers.
+Points are in the camera's optical frame (x right, y down, z forward), metres.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from m4sam_ros.scene.camera import CameraModel
 
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of the image the depth is registered to."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @classmethod
-    def from_k(cls, k: Sequence[float], width: int, height: int) -> Intrinsics:
-        """From a row-major 3x3 K (sensor_msgs/CameraInfo.k)."""
-        k = [float(v) for v in k]
-        if len(k) != 9:
-            raise ValueError(f"K must have 9 entries, got {len(k)}")
-        if not all(math.isfinite(v) for v in (k[0], k[4], k[2], k[5])):
-            raise ValueError(f"intrinsics must be finite, got fx={k[0]} fy={k[4]} cx={k[2]} cy={k[5]}")
-        if k[0] <= 0 or k[4] <= 0:
-            raise ValueError(f"focal lengths must be positive, got fx={k[0]} fy={k[4]}")
-        return cls(k[0], k[4], k[2], k[5], int(width), int(height))
-
-    def scaled_to(self, width: int, height: int) -> Intrinsics:
-        """The same camera at another resolution (camera_info for a differently sized stream)."""
-        if (width, height) == (self.width, self.height) or self.width <= 0 or self.height <= 0:
-            return Intrinsics(self.fx, self.fy, self.cx, self.cy, width, height)
-        sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5,
-                          (self.cy + 0.5) * sy - 0.5, width, height)
+#: metres per depth unit for each depth encoding at the default depth_scale (REP 118)
+DEPTH_UNITS = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
+_DTYPES = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
 
 
-def depth_to_metres(depth: np.ndarray, mm_scale: float = 0.001) -> np.ndarray:
-    """float32 metres with NaN where invalid, from uint16 millimetres (0 = invalid, REP 118
-    16UC1) or float metres (NaN/inf/<= 0 = invalid, 32FC1)."""
+class DepthUnitsError(ValueError):
+    """Depth whose dtype, encoding and values disagree; ``reason`` is the counter key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def depth_in_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.001) -> np.ndarray:
+    """float32 metres, NaN where invalid, after checking that dtype, encoding and values agree.
+
+    16UC1/mono16 must be uint16 (0 = invalid), ``depth_scale`` metres per unit; 32FC1 float32
+    metres (NaN, inf, <= 0 invalid; ``depth_scale`` does not apply). A 32FC1 frame whose median
+    valid depth exceeds 100 "m" is millimetres mislabelled; an integer frame whose median is
+    below 2 cm is metres cast to integers (or a wrong depth_scale). Both are refused with the
+    reason ``depth_units`` instead of producing 3D output 1000x off."""
+    if encoding not in DEPTH_UNITS:
+        raise DepthUnitsError("depth_units", f"encoding {encoding!r} is not a depth encoding; use 16UC1 "
+                              "(millimetres) or 32FC1 (metres)")
+    if not (math.isfinite(depth_scale) and depth_scale > 0):
+        raise DepthUnitsError("depth_units", f"depth_scale must be a positive number of metres per unit, got "
+                              f"{depth_scale}")
     d = np.asarray(depth)
     if d.ndim != 2:
-        raise ValueError(f"depth must be HxW, got shape {d.shape}")
-    if np.issubdtype(d.dtype, np.integer):
-        out = d.astype(np.float32) * np.float32(mm_scale)
+        raise DepthUnitsError("depth_units", f"depth must be HxW, got shape {d.shape}")
+    if d.dtype != _DTYPES[encoding]:
+        raise DepthUnitsError("depth_units", f"{encoding} depth must be {np.dtype(_DTYPES[encoding])}, got {d.dtype}")
+    if encoding == "32FC1":
+        out = d.astype(np.float32, copy=True)
+        out[~np.isfinite(out) | (out <= 0)] = np.nan
+    else:
+        out = d.astype(np.float32) * np.float32(depth_scale)
         out[d == 0] = np.nan
-        return out
-    out = d.astype(np.float32, copy=True)
-    out[~np.isfinite(out) | (out <= 0)] = np.nan
+    valid = out[np.isfinite(out)]
+    if valid.size:
+        med = float(np.median(valid))
+        if encoding == "32FC1" and med > 100.0:
+            raise DepthUnitsError("depth_units", f"32FC1 depth has median {med:.1f}: that is millimetres, but "
+                                  "32FC1 must be metres (REP 118); publish 16UC1 or divide by 1000")
+        if encoding != "32FC1" and med < 0.02:
+            raise DepthUnitsError("depth_units", f"{encoding} depth has median {med * 1000:.1f} mm at depth_scale "
+                                  f"{depth_scale}: that looks like metres stored as integers; 16UC1 must be "
+                                  "millimetres (REP 118), or set depth_scale to the camera's unit")
     return out
 
 
-def backproject(mask: np.ndarray, depth_m: np.ndarray, intr: Intrinsics, stride: int = 1,
+def backproject(mask: np.ndarray, depth_m: np.ndarray, camera: CameraModel, stride: int = 1,
                 max_depth: float = float("inf"), region: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """(N, 3) float32 points of the pixels where ``mask > 0`` and depth is valid (and below
-    ``max_depth``), every ``stride``-th row and column, optionally inside ``region`` (x0, y0, x1, y1)."""
-    if mask.shape != depth_m.shape:
-        raise ValueError(f"mask {mask.shape} and depth {depth_m.shape} differ in size")
+    """(N, 3) float32 points of the pixels where ``mask`` is set and depth is valid (and below
+    ``max_depth``), every ``stride``-th row and column of the image (the grid starts at pixel
+    (0, 0), whatever ``region`` is, so a component and the whole mask sample the same pixels),
+    optionally inside ``region`` (x0, y0, x1, y1 inclusive)."""
+    if np.shape(mask) != np.shape(depth_m):
+        raise ValueError(f"mask {np.shape(mask)} and depth {np.shape(depth_m)} differ in size")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    h, w = mask.shape
-    x0, y0, x1, y1 = region if region is not None else (0, 0, w - 1, h - 1)
-    x0, y0 = max(int(x0), 0), max(int(y0), 0)
-    x1, y1 = min(int(x1), w - 1), min(int(y1), h - 1)
-    if x1 < x0 or y1 < y0:
-        return np.zeros((0, 3), np.float32)
-    vs, us = np.mgrid[y0:y1 + 1:stride, x0:x1 + 1:stride]
-    z = depth_m[vs, us]
-    sel = (mask[vs, us] > 0) & np.isfinite(z) & (z < max_depth)
-    u, v, z = us[sel].astype(np.float32), vs[sel].astype(np.float32), z[sel]
-    x = (u - np.float32(intr.cx)) * z / np.float32(intr.fx)
-    y = (v - np.float32(intr.cy)) * z / np.float32(intr.fy)
-    return np.stack([x, y, z], axis=1).astype(np.float32)
+    h, w = depth_m.shape
+    xr, yr = camera.ray_grid(h, w, stride)
+    z = depth_m[::stride, ::stride]
+    sel = (np.asarray(mask)[::stride, ::stride] > 0) & np.isfinite(z) & (z < max_depth)
+    if region is not None:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        cols = np.arange(0, w, stride)
+        rows = np.arange(0, h, stride)
+        sel &= ((cols >= x0) & (cols <= x1))[None, :] & ((rows >= y0) & (rows <= y1))[:, None]
+    zz = z[sel]
+    return np.stack([xr[sel] * zz, yr[sel] * zz, zz], axis=1).astype(np.float32)
+
+
+__all__ = ["DEPTH_UNITS", "DepthUnitsError", "backproject", "depth_in_metres"]
