@@ -14,6 +14,7 @@ candidate is run once and asked its version (and whether it can create a venv).
 
 Written for any Python 3 (it may be run by an old python3 that it then refuses).
 """
+# ruff: noqa: UP021, UP022, UP031 - no text=/capture_output (3.7+): Ubuntu 18.04's python3 runs this too
 
 import argparse
 import os
