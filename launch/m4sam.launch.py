@@ -27,8 +27,6 @@ from launch_ros.substitutions import FindPackageShare
 from launch import LaunchDescription
 
 RVIZ_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "m4sam.rviz"
-#: launch arguments that override the params_file's value of the node parameter of the same name
-OVERRIDES = ("checkpoint", "sam2_checkpoint", "device", "output")
 
 
 def missing_package(package: str, apt_name: str, then: str) -> str | None:
