@@ -246,6 +246,8 @@ def test_env(copy: Path) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # a restored file must never run from a mutant's bytecode
     env.setdefault("OMP_NUM_THREADS", "1")
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # the copy lives elsewhere: point test/conftest.py at this checkout's ../shared/ros
+    env.setdefault("M4SAM_SHARED_ROS", str(ROOT.parent / "shared" / "ros"))
     return env
 
 
