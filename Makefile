@@ -2,7 +2,11 @@
 # ROS 2 Jazzy (LTS) is the default; a second environment for Kilted:
 #   make test ROS_DISTRO=kilted VENV=.venv-kilted
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The interpreter of the venv: empty = tools/find_python.py picks python3.12, else python3.11 (and
+# says which); PYTHON=/path/to/python3.X names one (checked the same way: 3.11 or 3.12).
+PYTHON ?=
+# The Python that runs tools/find_python.py (any Python 3; it may be one it then refuses).
+FINDER_PYTHON ?= python3
 ROS_DISTRO ?= jazzy
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +19,7 @@ REQS := requirements-$(ROS_DISTRO).txt
 STAMP := $(VENV)/.setup-$(ROS_DISTRO)
 TESTENV_STAMP := $(VENV)/.testenv-$(ROS_DISTRO)
 
-.PHONY: setup testenv test lint demo mutation clean
+.PHONY: setup testenv test test-numpy1 lint demo mutation clean which-python
 
 ifeq ($(wildcard $(REQS)),)
 $(error ROS_DISTRO=$(ROS_DISTRO): no $(REQS); supported: jazzy (default), kilted)
@@ -23,10 +27,16 @@ endif
 
 setup: $(STAMP)
 
+# The interpreter `make setup` would create $(VENV) with (nothing is built).
+which-python:
+	@$(FINDER_PYTHON) tools/find_python.py --python "$(PYTHON)"
+
 # Idempotent: re-runs only when the pins or the package metadata change. Refuses to turn an
 # environment of one ROS distribution into another (use another VENV for the second one).
 $(STAMP): $(REQS) requirements-runtime.txt requirements-dev.txt setup.py setup.cfg package.xml
-	@test -x $(PY) || $(PYTHON) -m venv $(if $(shell $(PYTHON) -c 'import torch' 2>/dev/null && echo y),--system-site-packages,) $(VENV)
+	@test -x $(PY) || { py=$$($(FINDER_PYTHON) tools/find_python.py --python "$(PYTHON)") || exit 1; \
+	  sys=$$($$py -c 'import torch' 2>/dev/null && echo --system-site-packages); \
+	  $$py -m venv $$sys $(VENV); }
 	@have=$$($(PY) -c 'import importlib.metadata as m; print(m.version("ros-rclpy"))' 2>/dev/null || true); \
 	case "$(ROS_DISTRO):$$have" in \
 	  *:|jazzy:7.*|kilted:9.*) ;; \
@@ -65,6 +75,18 @@ TESTS ?= test
 test: setup testenv lint
 	@echo "== tests on ROS 2 $(ROS_DISTRO) ($(VENV)) =="
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest -q --durations=15 $(TESTS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# The core on numpy 1.26.4, the numpy of Ubuntu 24.04's apt ROS (the workspace setup keeps it):
+# numpy 1.26.4 in a folder put in front of the venv's numpy 2 (installed once, atomically, into
+# $(VENV)), then the tests of the numpy-heavy core (depth, codecs, pairing, 3D, tracking, metrics, data).
+NUMPY1 := $(VENV)/numpy-1.26.4
+NUMPY1_TESTS ?= test/test_depth_norm.py test/test_image_codec.py test/test_sync.py test/test_geometry.py \
+  test/test_boxes3d.py test/test_tracking.py test/test_metrics.py test/test_data.py
+test-numpy1: setup testenv
+	@test -d $(NUMPY1) || { rm -rf $(NUMPY1).part && $(PIP) install -q --no-deps --target $(NUMPY1).part numpy==1.26.4 \
+	  && mv $(NUMPY1).part $(NUMPY1); }
+	PYTHONPATH=$(NUMPY1) $(PY) -c 'import numpy; assert numpy.__version__ == "1.26.4", numpy.__file__'
+	PYTHONPATH=$(NUMPY1) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest -q $(NUMPY1_TESTS)
 
 # Do the tests catch deliberately broken code? (tools/mutation_check.py)
 mutation: setup testenv

@@ -1,30 +1,51 @@
 """Replay a recorded RGB-D bag into the m4sam node on simulated time (+ RViz):
 ros2 launch m4sam_ros rosbag.launch.py bag:=/path/to/bag
+
+The player starts only when the node reaches `active` (its model is loaded and it subscribes),
+so the bag's first frames are not lost to model loading; `--delay play_delay` then gives the
+node time to match the player's publishers (its QoS auto re-checks once a second).
 """
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    RegisterEventHandler,
+)
 from launch.conditions import IfCondition, UnlessCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.event_handlers import OnStateTransition
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
-    """`ros2 bag play --clock` of the bag, the node with use_sim_time:=true, optional RViz."""
+    """The node with use_sim_time:=true, `ros2 bag play --clock` of the bag once it is active, optional RViz."""
     bag = LaunchConfiguration("bag")
     rate = LaunchConfiguration("rate")
     args = [
         DeclareLaunchArgument("bag", description="Path of the rosbag2 folder or file to play."),
         DeclareLaunchArgument("rate", default_value="1.0", description="Playback rate factor."),
+        DeclareLaunchArgument("play_delay", default_value="2.0",
+                              description="Seconds the player waits (publishers up) before the first message, "
+                                          "once the node is active (ros2 bag play --delay)."),
         DeclareLaunchArgument("loop", default_value="false", choices=["true", "false"],
                               description="Replay forever (stamps jump back; the node re-initialises)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the m4sam node."),
         DeclareLaunchArgument("params_file",
                               default_value=PathJoinSubstitution([FindPackageShare("m4sam_ros"),
                                                                   "config", "m4sam.yaml"]),
-                              description="YAML with the node's parameters."),
+                              description="YAML with the node's parameters (the model arguments override it)."),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="M4-SAM checkpoint (.pt) for the node (empty: the params_file's)."),
+        DeclareLaunchArgument("sam2_checkpoint", default_value="",
+                              description="SAM2.1 weights (sam2.1_hiera_*.pt) for the node (empty: the params_file's)."),
+        DeclareLaunchArgument("device", default_value="",
+                              description="Torch device: auto, cpu, cuda or cuda:N (empty: the params_file's)."),
+        DeclareLaunchArgument("output", default_value="",
+                              description="auto, memory, coarse or combined (empty: the params_file's)."),
         DeclareLaunchArgument("color_topic", default_value="/camera/camera/color/image_raw",
                               description="Colour topic in the bag."),
         DeclareLaunchArgument("depth_topic", default_value="/camera/camera/aligned_depth_to_color/image_raw",
@@ -32,12 +53,13 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("camera_info_topic",
                               default_value="/camera/camera/aligned_depth_to_color/camera_info",
                               description="CameraInfo topic in the bag."),
-        DeclareLaunchArgument("rviz", default_value="true", choices=["true", "false"],
-                              description="Start RViz with config/m4sam.rviz (set for these topics)."),
+        DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
+                              description="Start RViz with config/m4sam.rviz (set for these topics; "
+                                          "rviz2 is optional: apt install ros-$ROS_DISTRO-rviz2)."),
         DeclareLaunchArgument("rviz_fixed_frame", default_value="camera_color_optical_frame",
                               description="RViz fixed frame: the colour frame_id in the bag."),
     ]
-    play = ["ros2", "bag", "play", bag, "--clock", "--rate", rate]
+    play = ["ros2", "bag", "play", bag, "--clock", "--rate", rate, "--delay", LaunchConfiguration("play_delay")]
     players = [
         ExecuteProcess(cmd=play, output="screen", condition=UnlessCondition(LaunchConfiguration("loop"))),
         ExecuteProcess(cmd=[*play, "--loop"], output="screen",
@@ -49,6 +71,10 @@ def generate_launch_description() -> LaunchDescription:
         launch_arguments={
             "namespace": LaunchConfiguration("namespace"),
             "params_file": LaunchConfiguration("params_file"),
+            "checkpoint": LaunchConfiguration("checkpoint"),
+            "sam2_checkpoint": LaunchConfiguration("sam2_checkpoint"),
+            "device": LaunchConfiguration("device"),
+            "output": LaunchConfiguration("output"),
             "color_topic": LaunchConfiguration("color_topic"),
             "depth_topic": LaunchConfiguration("depth_topic"),
             "camera_info_topic": LaunchConfiguration("camera_info_topic"),
@@ -57,4 +83,6 @@ def generate_launch_description() -> LaunchDescription:
             "rviz_fixed_frame": LaunchConfiguration("rviz_fixed_frame"),
         }.items(),
     )
-    return LaunchDescription([*args, *players, m4sam])
+    # once: a later deactivate/activate (ros2 lifecycle set) must not start a second player
+    start_players = RegisterEventHandler(OnStateTransition(goal_state="active", entities=players, handle_once=True))
+    return LaunchDescription([*args, start_players, m4sam])

@@ -92,7 +92,7 @@ def test_launch_file_names_only_what_exists(path):
             assert _kw(call, "choices") is not None, f"{_str(call.args[0])}: boolean without choices"
 
     scripts = set(_console_scripts())
-    for call in _calls(tree, "Node"):
+    for call in [*_calls(tree, "Node"), *_calls(tree, "LifecycleNode")]:
         pkg, exe = _str(_kw(call, "package")), _str(_kw(call, "executable"))
         assert pkg and exe
         if pkg == "m4sam_ros":
@@ -122,6 +122,26 @@ def test_launch_file_names_only_what_exists(path):
         if "m4sam.launch.py" in src and args is not None:
             keys = {_str(k) for k in args.func.value.keys}
             assert keys <= inner, f"unknown arguments {keys - inner}"
+
+
+MODEL_ARGS = ("checkpoint", "sam2_checkpoint", "device", "output", "params_file")
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_rviz_defaults_to_false_and_model_arguments_are_forwarded(path):
+    """A fresh install has no rviz2: RViz is opt-in everywhere. Every file takes the model
+    arguments and hands them on to m4sam.launch.py unchanged (which gives them to the node)."""
+    tree = ast.parse(path.read_text())
+    declared = {_str(c.args[0]): _str(_kw(c, "default_value")) for c in _calls(tree, "DeclareLaunchArgument")}
+    assert declared["rviz"] == "false"
+    assert set(MODEL_ARGS) <= set(declared)
+    assert all(declared[name] == "" for name in MODEL_ARGS if name != "params_file")
+    for call in _calls(tree, "IncludeLaunchDescription"):
+        if "m4sam.launch.py" in ast.unparse(call.args[0]):
+            forwarded = dict(zip((_str(k) for k in _kw(call, "launch_arguments").func.value.keys),
+                                 _kw(call, "launch_arguments").func.value.values, strict=True))
+            for name in MODEL_ARGS:
+                assert ast.unparse(forwarded[name]) == f"LaunchConfiguration({name!r})", name
 
 
 def test_rosbag_launch_plays_with_clock_and_sim_time():
@@ -199,14 +219,25 @@ def _wrapper(path, script, args=""):
     path.chmod(0o755)
 
 
-@pytest.fixture(scope="module")
-def prefix(tmp_path_factory, shared_ros):
-    """An install prefix as a ROS install lays it out: m4sam_ros (this checkout), realsense2_camera
-    (the real rs_launch.py + a stand-in node), rviz2 (stand-in); `ros2` (bag play stand-in) on PATH."""
-    pre = tmp_path_factory.mktemp("ros_prefix")
+#: the installed m4sam_node; $SLOW_CONFIGURE=S makes its model load S seconds longer (a big model)
+NODE_SCRIPT = """
+import os, time
+from m4sam_ros.ros import model_loader
+slow, real = float(os.environ.get("SLOW_CONFIGURE", "0")), model_loader.build_predictor
+def build_slowly(p):
+    time.sleep(slow)
+    return real(p)
+model_loader.build_predictor = build_slowly
+from m4sam_ros.ros.node import main
+main()
+"""
+
+
+def _m4sam_prefix(pre: Path, packages: tuple[str, ...]) -> Path:
+    """m4sam_ros (this checkout) installed under ``pre``, plus ament index entries for ``packages``."""
     index = pre / "share" / "ament_index" / "resource_index" / "packages"
     index.mkdir(parents=True)
-    for pkg in ("m4sam_ros", "realsense2_camera", "rviz2"):
+    for pkg in ("m4sam_ros", *packages):
         (index / pkg).touch()
     share = pre / "share" / "m4sam_ros"
     share.mkdir()
@@ -214,8 +245,22 @@ def prefix(tmp_path_factory, shared_ros):
         (share / name).symlink_to(ROOT / name)
     node = pre / "lib" / "m4sam_ros" / "m4sam_node"
     node.parent.mkdir(parents=True)
-    node.write_text(f"#!{sys.executable}\nfrom m4sam_ros.ros.node import main\nmain()\n")
+    node.write_text(f"#!{sys.executable}\n{NODE_SCRIPT}")
     node.chmod(0o755)
+    return pre
+
+
+@pytest.fixture(scope="module")
+def bare_prefix(tmp_path_factory):
+    """A fresh install: m4sam_ros only, neither rviz2 nor realsense2_camera."""
+    return _m4sam_prefix(tmp_path_factory.mktemp("bare_prefix"), ())
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory, shared_ros):
+    """An install prefix as a ROS install lays it out: m4sam_ros (this checkout), realsense2_camera
+    (the real rs_launch.py + a stand-in node), rviz2 (stand-in); `ros2` (bag play stand-in) on PATH."""
+    pre = _m4sam_prefix(tmp_path_factory.mktemp("ros_prefix"), ("realsense2_camera", "rviz2"))
     rs = pre / "share" / "realsense2_camera" / "launch"
     rs.mkdir(parents=True)
     (rs / "rs_launch.py").symlink_to(shared_ros / "realsense" / "rs_launch.py")
@@ -228,11 +273,11 @@ def prefix(tmp_path_factory, shared_ros):
 class Launched:
     """`ros2 launch` of one file (the real LaunchService) + an rclpy subscriber to one topic."""
 
-    def __init__(self, prefix, tmp_path, launch_file, args, topic):
+    def __init__(self, prefix, tmp_path, launch_file, args, topic, **env):
         self.record = tmp_path / "record"
         self.env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}:{sys.prefix}",
                         PATH=f"{prefix / 'bin'}:{os.environ['PATH']}", STANDIN_RECORD=str(self.record),
-                        OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+                        OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0", **env)
         self.procs = []
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
@@ -350,8 +395,111 @@ def test_rosbag_launch_plays_and_the_node_runs_on_sim_time(prefix, tmp_path):
     finally:
         outs = run.stop()
     assert ok, outs[0][-4000:]
-    assert Path(str(run.record) + ".ros2").read_text() == f"bag play {bag} --clock --rate 1.0"
+    assert Path(str(run.record) + ".ros2").read_text() == f"bag play {bag} --clock --rate 1.0 --delay 2.0"
     assert not Path(str(run.record) + ".rviz").exists()
     stamp = run.got[0].header.stamp
     assert 1000 <= stamp.sec < 2000, "stamps come from the player's /clock (sim time)"
     _check_stopped_cleanly(outs[0])
+
+
+# ------------------------------------------------------------------ a fresh install, a slow model
+def _one_line(log: str, needle: str) -> str:
+    lines = [ln for ln in log.splitlines() if needle in ln]
+    assert len(lines) == 1, f"{needle!r}: {len(lines)} lines\n{log[-4000:]}"
+    return lines[0]
+
+
+def test_m4sam_launch_without_rviz2_runs_the_node_alone(bare_prefix, tmp_path):
+    """rviz:=true on a machine without rviz2: one line with the apt command, then masks as usual."""
+    run = Launched(bare_prefix, tmp_path, "m4sam.launch.py",
+                   ["rviz:=true", "color_topic:=/rig/cam/color/image_raw",
+                    "depth_topic:=/rig/cam/aligned_depth_to_color/image_raw",
+                    "camera_info_topic:=/rig/cam/aligned_depth_to_color/camera_info"], "/m4sam/mask",
+                   ROS_DISTRO="jazzy")
+    try:
+        run.start([sys.executable, str(STANDINS / "camera_standin.py"), "--ros-args", "-r", "__ns:=/rig",
+                   "-r", "__node:=cam", "-p", "align_depth.enable:=true"])
+        ok = run.wait_masks()
+    finally:
+        outs = run.stop()
+    assert ok, outs[0][-4000:]
+    line = _one_line(outs[0], "rviz2 is not installed")
+    assert "sudo apt install ros-jazzy-rviz2" in line and "without RViz" in line
+    assert "package 'rviz2' not found" not in outs[0]
+    _check_stopped_cleanly(outs[0])
+
+
+def test_realsense_launch_without_the_driver_stops_cleanly(bare_prefix, tmp_path):
+    """No realsense2_camera: one line with the apt command, nothing started, the launch ends by itself."""
+    env = dict(os.environ, AMENT_PREFIX_PATH=f"{bare_prefix}:{sys.prefix}", ROS_DISTRO="jazzy",
+               RCUTILS_COLORIZED_OUTPUT="0")
+    out = subprocess.run([sys.executable, str(STANDINS / "run_launch.py"),
+                          str(bare_prefix / "share" / "m4sam_ros" / "launch" / "realsense.launch.py"), "rviz:=true"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    line = _one_line(log, "realsense2_camera is not installed")
+    assert "sudo apt install ros-jazzy-realsense2-camera" in line
+    assert "Traceback" not in log and "process started" not in log, log[-4000:]
+
+
+def test_rosbag_launch_waits_for_the_model_before_playing(prefix, tmp_path):
+    """A node whose model takes 8 s more to load, a bag of 3 pairs: the player starts when the node
+    is active, so the bag's first pair (1000.1 s) comes out as a mask."""
+    bag = tmp_path / "short_bag"
+    bag.mkdir()
+    run = Launched(prefix, tmp_path, "rosbag.launch.py", [f"bag:={bag}"], "/m4sam/mask",
+                   SLOW_CONFIGURE="8", STANDIN_BAG_FRAMES="3")
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not any(
+                (m.header.stamp.sec, m.header.stamp.nanosec) == (1000, 100_000_000) for m in run.got):
+            time.sleep(0.2)
+    finally:
+        outs = run.stop()
+    stamps = sorted((m.header.stamp.sec, m.header.stamp.nanosec) for m in run.got)
+    assert stamps and stamps[0] == (1000, 100_000_000), f"masks for {stamps}\n{outs[0][-4000:]}"
+    assert len(stamps) <= 3
+    log = outs[0]
+    player = re.search(r"\[ros2-\d+\]: process started", log)
+    assert player and log.index("input QoS:") < player.start(), "the player started before the node was active"
+    _check_stopped_cleanly(log)
+
+
+def _get_parameters(node, service: str, names: list[str]) -> dict:
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    client = node.create_client(GetParameters, service)
+    assert client.wait_for_service(timeout_sec=90), f"no {service}"
+    future = client.call_async(GetParameters.Request(names=names))
+    deadline = time.monotonic() + 30
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert future.done(), f"{service}: no answer"
+    return {n: parameter_value_to_python(v) for n, v in zip(names, future.result().values, strict=True)}
+
+
+def test_launch_arguments_override_the_params_file(prefix, tmp_path):
+    """checkpoint, sam2_checkpoint, device, output given on the command line reach the node's
+    parameters over the params_file's; not given, the file's values stay (autostart false: the
+    node only declares its parameters, no model is loaded)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "autostart": False, "checkpoint": "/yaml/m4sam.pt", "sam2_checkpoint": "/yaml/sam2.pt",
+        "device": "cuda:1", "output": "memory", "mask_threshold": 0.25}}}))
+    names = ["checkpoint", "sam2_checkpoint", "device", "output", "mask_threshold", "autostart"]
+    given = Launched(prefix, tmp_path / "a", "m4sam.launch.py",
+                     ["namespace:=given", f"params_file:={params}", "checkpoint:=/cli/m4sam.pt",
+                      "sam2_checkpoint:=/cli/sam2.pt", "device:=cpu", "output:=coarse"], "/given/m4sam/mask")
+    kept = Launched(prefix, tmp_path / "b", "m4sam.launch.py", ["namespace:=kept", f"params_file:={params}"],
+                    "/kept/m4sam/mask")
+    try:
+        got = _get_parameters(given.node, "/given/m4sam/get_parameters", names)
+        same = _get_parameters(kept.node, "/kept/m4sam/get_parameters", names)
+    finally:
+        outs = [given.stop()[0], kept.stop()[0]]
+    assert got == {"checkpoint": "/cli/m4sam.pt", "sam2_checkpoint": "/cli/sam2.pt", "device": "cpu",
+                   "output": "coarse", "mask_threshold": 0.25, "autostart": False}, outs[0][-3000:]
+    assert same == {"checkpoint": "/yaml/m4sam.pt", "sam2_checkpoint": "/yaml/sam2.pt", "device": "cuda:1",
+                    "output": "memory", "mask_threshold": 0.25, "autostart": False}, outs[1][-3000:]

@@ -215,6 +215,38 @@ MUTANTS: tuple[Mutant, ...] = (
            r'if stamp_s < self\._last\.get\(key, float\("-inf"\)\):\n\s*gate\.reset\(\)', "pass",
            ("test/test_compressed_outputs.py", "-k", "gates"),
            "a looping bag (stamps back) silences a rate-limited output", "NODE"),
+    # ---- issue 19 (i19)
+    Mutant("find-python-accepts-310", "tools/find_python.py",
+           r"SUPPORTED = \(\(3, 12\), \(3, 11\)\)", "SUPPORTED = ((3, 12), (3, 11), (3, 10))",
+           ("test/test_setup_python.py",), "make setup accepts Python 3.10 (no wheels for the pins)", "I19"),
+    Mutant("find-python-not-312-first", "tools/find_python.py",
+           r"min\(found, key=lambda f: f\[0\]\)", "found[-1]",
+           ("test/test_setup_python.py",), "make setup takes the last interpreter found, not 3.12 first", "I19"),
+    Mutant("rosbag-plays-before-active", "launch/rosbag.launch.py",
+           r"LaunchDescription\(\[\*args, start_players, m4sam\]\)", "LaunchDescription([*args, *players, m4sam])",
+           ("test/test_launch.py", "-k", "waits_for_the_model"),
+           "ros2 bag play starts at once, while the model still loads", "I19"),
+    Mutant("rviz-missing-not-checked", "launch/m4sam.launch.py",
+           r"    if problem:\n        warn\(problem\)\n        return \[\]\n", "",
+           ("test/test_launch.py", "-k", "without_rviz2"), "rviz:=true without rviz2 kills the launch", "I19"),
+    Mutant("realsense-missing-not-checked", "launch/realsense.launch.py",
+           r"if problem is None:", "if True:",
+           ("test/test_launch.py", "-k", "without_the_driver"),
+           "realsense.launch.py without realsense2_camera fails with a traceback", "I19"),
+    Mutant("launch-model-args-ignored", "launch/m4sam.launch.py",
+           r"                    overrides\],", "                    {}],",
+           ("test/test_launch.py", "-k", "override_the_params_file"),
+           "checkpoint/sam2_checkpoint/device/output launch arguments never reach the node", "I19"),
+    Mutant("node-help-starts-the-node", "m4sam_ros/ros/node.py",
+           r"    build_parser\(\)\.parse_known_args\(remove_ros_args\(sys\.argv if args is None else args\)\[1:\]\)\n",
+           "", ("test/test_cli_help.py", "-k", "node_help_starts"),
+           "m4sam_node --help starts rclpy and loads the model", "I19"),
+    Mutant("cli-help-hides-defaults", "m4sam_ros/util/cli.py",
+           r'return text \+ " \(default: %\(default\)s\)"', "return text",
+           ("test/test_cli_help.py", "-k", "every_flag"), "flag help does not show the default", "I19"),
+    Mutant("cli-device-default-cpu", "m4sam_ros/util/cli.py",
+           r'default: str = "auto"\) -> None', 'default: str = "cpu") -> None',
+           ("test/test_cli_help.py", "-k", "device_defaults"), "--device defaults to cpu instead of auto", "I19"),
 )
 
 
@@ -267,6 +299,8 @@ def test_env(copy: Path) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # a restored file must never run from a mutant's bytecode
     env.setdefault("OMP_NUM_THREADS", "1")
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # the copy lives elsewhere: point test/conftest.py at this checkout's ../shared/ros
+    env.setdefault("M4SAM_SHARED_ROS", str(ROOT.parent / "shared" / "ros"))
     return env
 
 

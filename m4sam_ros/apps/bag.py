@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from m4sam_ros.util.assets import DEMO_MODEL
 from m4sam_ros.util.atomic import building_dir, building_file  # noqa: E402
+from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device  # noqa: E402
 
 DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -403,13 +404,14 @@ def _open_video(path: Path, shape: tuple[int, ...], fps: float) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m4sam-bag", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="m4sam-bag", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="input rosbag2 (folder with metadata.yaml, .mcap or .db3)")
     p.add_argument("--output", required=True, help="output rosbag2 folder (written atomically)")
     p.add_argument("--checkpoint", help="M4-SAM checkpoint (default: the bundled demo model)")
     p.add_argument("--config", help="model config name or YAML (default: the checkpoint's own config)")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights (sam2.1_hiera_*.pt) for the base")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_device_argument(p)
     p.add_argument("--branch", choices=["auto", "memory", "coarse", "combined"], default="auto",
                    help="map behind /m4sam/saliency and /m4sam/mask (the node's `output` parameter; auto: the "
                         "checkpoint's recommended branch, else memory)")
@@ -426,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=int, default=10, help="synchroniser queue size per topic")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage plugin")
     p.add_argument("--video", help="also write the overlay as an MP4 file here (name ending in .mp4)")
-    p.add_argument("--video-fps", type=float, default=15.0)
+    p.add_argument("--video-fps", type=float, default=15.0, help="frame rate of the --video file")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--points", action="store_true", help="also write /m4sam/object_points (PointCloud2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -479,6 +481,7 @@ def _run(args: argparse.Namespace) -> BagSummary:
 
     check_video_path(args.video)  # before a model is built
     _open_reader(Path(args.input)).close()  # a bad bag fails before a model is built
+    device = resolve_device(args.device)  # ValueError: one line, before a model is built
     checkpoint = args.checkpoint
     if checkpoint is None and args.config is None:
         if not DEMO_MODEL.exists():
@@ -487,7 +490,7 @@ def _run(args: argparse.Namespace) -> BagSummary:
         checkpoint = str(DEMO_MODEL)
     try:
         predictor = StreamingPredictor.from_config(args.config, m4sam_checkpoint=checkpoint,
-                                                   sam2_checkpoint=args.sam2_checkpoint, device=args.device,
+                                                   sam2_checkpoint=args.sam2_checkpoint, device=device,
                                                    output=args.branch, mask_threshold=args.mask_threshold)
     except (CheckpointError, RuntimeError, KeyError, EOFError) as exc:  # torch.load / state-dict errors
         raise BagError(f"cannot build the model from checkpoint {checkpoint} (config {args.config}): "

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from m4sam_ros.ros.compat import stamp_to_ns  # noqa: E402
 from m4sam_ros.util.atomic import building_dir  # noqa: E402
+from m4sam_ros.util.cli import DefaultsHelpFormatter  # noqa: E402
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -203,13 +204,19 @@ def stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> int:
     return proc.returncode
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised by `make demo`
-    p = argparse.ArgumentParser(prog="m4sam-demo", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="demo_output")
-    p.add_argument("--frames", type=int, default=90)
+def build_parser() -> argparse.ArgumentParser:
+    """The `make demo` command line (test/test_cli_help.py reads every flag's help)."""
+    p = argparse.ArgumentParser(prog="m4sam-demo", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--out", default="demo_output", help="folder for the bags, contact sheet and summary")
+    p.add_argument("--frames", type=int, default=90, help="frames of the synthetic scene replayed")
     p.add_argument("--seed", type=int, default=90213, help="scene seed (held out from training)")
-    p.add_argument("--checkpoint", default=None, help="default: the bundled demo model")
-    args = p.parse_args(argv)
+    p.add_argument("--checkpoint", default=None, help="M4-SAM checkpoint (default: the bundled demo model)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised by `make demo`
+    args = build_parser().parse_args(argv)
     summary = run_demo(Path(args.out), frames=args.frames, seed=args.seed,
                        checkpoint=Path(args.checkpoint) if args.checkpoint else None)
     print(json.dumps(summary, indent=2))

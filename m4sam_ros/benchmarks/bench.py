@@ -37,6 +37,7 @@ from m4sam_ros.data.synth import generate_video
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.predictor import StreamingPredictor, tensor_nbytes
 from m4sam_ros.util.atomic import write_text
+from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device
 
 MODEL_SIZES = {"tiny": ("m4sam_hiera_t", "configs/sam2.1/sam2.1_hiera_t.yaml"),
                "small": ("m4sam_hiera_s", "configs/sam2.1/sam2.1_hiera_s.yaml"),
@@ -147,12 +148,14 @@ def run_memory_soak(size: int, frames: int, device: str, model_size: str, seed: 
             "stream_state_bytes_end": sizes[frames - 1]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m4sam-bench", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The m4sam-bench command line (test/test_cli_help.py reads every flag's help)."""
+    p = argparse.ArgumentParser(prog="m4sam-bench", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--size", type=int, default=256, help="model image size (multiple of 32)")
-    p.add_argument("--frames", type=int, default=40)
-    p.add_argument("--device", help="torch device (default: cpu; cuda with --gpu-suite)")
-    p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny")
+    p.add_argument("--frames", type=int, default=40, help="frames streamed (and timed)")
+    add_device_argument(p)
+    p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny", help="SAM2 trunk size")
     p.add_argument("--warmup", type=int, default=5, help="frames left out of the timing medians")
     p.add_argument("--memory-only", action="store_true", help="soak: stream --frames frames, report state size")
     p.add_argument("--json", help="also write the figures here (atomically)")
@@ -160,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="train + stream + memory check on a GPU, one JSON (default gpu_suite.json)")
     p.add_argument("--tiny", action="store_true", help="--gpu-suite at a tiny size (demo model, 64 px): CPU-runnable")
     p.add_argument("--budget-s", type=float, default=450.0, help="--gpu-suite: start no part after this many seconds")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.gpu_suite:
         from m4sam_ros.benchmarks.gpu_suite import run_gpu_suite
 
-        device = args.device or "cuda"
+        device = args.device if args.device != "auto" else "cuda"
         if device.startswith("cuda") and not torch.cuda.is_available():
             p.error("--gpu-suite: no CUDA device here; run it on a GPU machine, or --device cpu --tiny to check it")
         suite = run_gpu_suite(device, tiny=args.tiny, budget_s=args.budget_s)
@@ -175,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             print(f"m4sam-bench: error: part(s) failed: {', '.join(failed)} (details in the JSON)", file=sys.stderr)
         return 1 if failed else 0
-    args.device = args.device or "cpu"
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as exc:
+        p.error(f"--device: {exc}")
     if args.size % 32:
         p.error(f"--size must be a multiple of 32, got {args.size}")
     if args.memory_only:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from m4sam_ros.util.cli import DefaultsHelpFormatter
+
 FRAME_NS = 33_333_333
 
 
@@ -113,6 +115,20 @@ def run_one(width: int, height: int, publisher: str, subscriber: str, seconds: f
             "delivery": counts["pairs"] / sent if sent else float("nan")}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The m4sam-delivery-bench command line (test/test_cli_help.py reads every flag's help)."""
+    ap = argparse.ArgumentParser(prog="m4sam-delivery-bench", description=__doc__.split("\n\n")[0],
+                                 formatter_class=DefaultsHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=20.0, help="publishing time per measurement")
+    ap.add_argument("--sizes", default="640x480,1280x720", help="image sizes WxH, comma-separated")
+    ap.add_argument("--publishers", default="reliable,best_effort", help="publisher reliabilities, comma-separated")
+    ap.add_argument("--subscriber", default="auto", choices=["auto", "reliable", "best_effort"],
+                    help="the node's qos_reliability (auto: match the publisher)")
+    ap.add_argument("--rate", type=float, default=30.0, help="frames per second published")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry: prints one line per (size, publisher QoS) and a JSON summary."""
     argv = sys.argv[1:] if argv is None else argv
@@ -120,15 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         w, h = (int(v) for v in argv[1].split("x"))
         _publish(w, h, argv[2], float(argv[3]), float(argv[4]))
         return
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=20.0, help="publishing time per measurement")
-    ap.add_argument("--sizes", default="640x480,1280x720")
-    ap.add_argument("--publishers", default="reliable,best_effort")
-    ap.add_argument("--subscriber", default="auto", choices=["auto", "reliable", "best_effort"],
-                    help="the node's qos_reliability (auto: match the publisher)")
-    ap.add_argument("--rate", type=float, default=30.0)
-    ap.add_argument("--json", default=None, help="also write the results here")
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     results = []
     for size in args.sizes.split(","):

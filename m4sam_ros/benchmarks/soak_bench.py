@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from m4sam_ros.util.cli import DefaultsHelpFormatter
+
 
 def _rss_mb(pid: int) -> float:
     try:
@@ -30,6 +32,19 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The m4sam-soak command line (node parameters go after ``--``: ``-- -p device:=cuda``)."""
+    ap = argparse.ArgumentParser(prog="m4sam-soak", description=__doc__.split("\n\n")[0],
+                                 formatter_class=DefaultsHelpFormatter,
+                                 epilog="Arguments after -- go to the node (--ros-args ...), e.g. -- -p device:=cpu; "
+                                        "its device parameter defaults to auto.")
+    ap.add_argument("--minutes", type=float, default=10.0, help="length of the soak")
+    ap.add_argument("--size", default="640x480", help="image size WxH")
+    ap.add_argument("--rate", type=float, default=30.0, help="frames per second published")
+    ap.add_argument("--report", type=float, default=15.0, help="seconds between two printed lines")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry; exits non-zero if the node dies during the soak."""
     argv = sys.argv[1:] if argv is None else argv
@@ -37,12 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--rate", type=float, default=30.0)
-    ap.add_argument("--report", type=float, default=15.0, help="seconds between two printed lines")
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 

@@ -41,6 +41,7 @@ from m4sam_ros.data.datasets import DATASETS, DatasetError, Video, natural_key, 
 from m4sam_ros.evaluation.metrics import KEYS, PAPER_KEYS, SODMetrics, resize_to, to_uint8
 from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.util.atomic import write_text
+from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device
 
 BRANCHES = ("coarse", "memory", "combined")
 PROTOCOLS = {
@@ -315,14 +316,15 @@ def write_reports(out: Path, dataset: str, results: dict[str, dict[str, Any]], m
 # ------------------------------------------------------------------------------------ CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m4sam-eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="m4sam-eval", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="M4-SAM checkpoint to run through the streaming predictor")
     src.add_argument("--pred-dir", help="score saved maps DIR[/<dataset>]/<video>/<stem>.png of any method")
     src.add_argument("--baseline", choices=["depth"], help="score a baseline that needs no model")
-    p.add_argument("--dataset", choices=DATASETS, required=True)
+    p.add_argument("--dataset", choices=DATASETS, required=True, help="dataset layout under --data-root")
     p.add_argument("--data-root", required=True, help="dataset root (the layout of --dataset)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split folder of the dataset")
     p.add_argument("--out", required=True, help="folder for predictions, metrics.json/.md, plots")
     p.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
                    help="paper: clips of --clip-len annotated frames, memory output, no heuristics (default); "
@@ -332,11 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="name in the tables (default: m4sam-<branch>, the pred-dir name, depth-baseline)")
     p.add_argument("--config", help="model config; default: the one stored in the checkpoint")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights the checkpoint's adapters were trained on")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--image-size", type=int, help="model input size (multiple of 32; default: the checkpoint's)")
+    add_device_argument(p)
     p.add_argument("--max-videos", type=int, help="only the first N videos (quick checks)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -374,7 +376,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         clip_len = 16 if args.clip_len is None else args.clip_len
         if args.protocol == "paper" and clip_len < 1:
             raise EvalError(f"--clip-len must be >= 1 for the paper protocol, got {clip_len}")
-        runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, args.device, args.image_size,
+        try:
+            device = resolve_device(args.device)
+        except ValueError as exc:
+            raise EvalError(f"--device: {exc}") from exc
+        runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, device, args.image_size,
                                  args.output, args.protocol)
         branches = list(BRANCHES) if args.output == "all" else [args.output]
         base = args.method or "m4sam"

@@ -37,6 +37,7 @@ from m4sam_ros.data.synth.scene import FACTORS, POOLS
 from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.util.assets import DEMO_MODEL
 from m4sam_ros.util.atomic import write_text
+from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device
 
 SETS = ("in_distribution", *FACTORS)
 BASE_SEED = 70   # held-out sets use seeds 70000+ (training's default base seed 1 uses 1000+)
@@ -112,14 +113,14 @@ BRANCHES = ("memory", "coarse", "combined")
 
 
 def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int = 16,
-                  progress: bool = False, branch: str = "auto", ceiling: int = 0
+                  progress: bool = False, branch: str = "auto", ceiling: int = 0, device: str = "cpu"
                   ) -> dict[str, dict[str, dict[str, Any]]]:
     """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``;
     auto: the checkpoint's recommended one, named in ``model["branch"]``) and ``model:<b>`` for
     every branch b."""
     from m4sam_ros.evaluation.evaluate import PredictorRunner, evaluate_maps
 
-    runner = PredictorRunner(checkpoint) if checkpoint is not None else None
+    runner = PredictorRunner(checkpoint, device=device) if checkpoint is not None else None
     if runner is not None and branch == "auto":
         branch = runner.predictor.recommended_output
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -163,16 +164,18 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], model_name: str, bra
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m4sam-heldout", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The m4sam-heldout command line (test/test_cli_help.py reads every flag's help)."""
+    p = argparse.ArgumentParser(prog="m4sam-heldout", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="folder for the sets and the tables")
     p.add_argument("--checkpoint", default=str(DEMO_MODEL), help="model to score (default: the bundled demo model)")
     p.add_argument("--baselines-only", action="store_true", help="score only the two baselines")
-    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--videos", type=int, default=4)
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="held-out sets to generate and score")
+    p.add_argument("--videos", type=int, default=4, help="videos per set")
+    p.add_argument("--frames", type=int, default=24, help="frames per video")
+    p.add_argument("--width", type=int, default=320, help="frame width in pixels")
+    p.add_argument("--height", type=int, default=240, help="frame height in pixels")
     p.add_argument("--branch", choices=("auto", *BRANCHES), default="auto",
                    help="the model's map the table reports (the node's `output` parameter; auto: the "
                         "checkpoint's recommended branch, else memory)")
@@ -180,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score the ground truth squeezed through a GRID x GRID output (e.g. 32: a 128 px "
                         "model's stride-4 masks): the resolution ceiling of such a model (JSON only)")
     p.add_argument("--clip-len", type=int, default=16, help="reset the predictor every N frames (0: never)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_device_argument(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.videos < 1 or args.frames < 1:
         p.error("--videos and --frames must be >= 1")
@@ -198,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         roots = write_sets(out, args.videos, args.frames, args.width, args.height, tuple(args.sets))
         ckpt = None if args.baselines_only else Path(args.checkpoint)
         results = evaluate_sets(roots, ckpt, args.clip_len, progress=not args.quiet, branch=args.branch,
-                                ceiling=args.ceiling)
+                                ceiling=args.ceiling, device=resolve_device(args.device))
     except (EvalError, DatasetError, OSError, ValueError) as exc:
         print(f"m4sam-heldout: error: {exc}", file=sys.stderr)
         return 2

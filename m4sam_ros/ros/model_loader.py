@@ -46,16 +46,14 @@ def resolve_weights(p: Callable[[str], Any]) -> tuple[str, str, str | None]:
 
 
 def resolve_device(setting: str) -> str:
-    """The torch device ``setting`` means here: auto -> cuda when available, else cpu."""
-    import torch
+    """The torch device ``setting`` means here: auto -> cuda when available, else cpu (the same
+    meaning as every tool's ``--device``: ``util.cli.resolve_device``)."""
+    from m4sam_ros.util.cli import resolve_device as resolve
 
-    dev = str(setting)
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigurationError(f"parameter 'device' = {dev!r}: CUDA is not available here "
-                                 f"(torch {torch.__version__}); use device:=cpu or auto")
-    return dev
+    try:
+        return resolve(setting)
+    except ValueError as exc:
+        raise ConfigurationError(f"parameter 'device': {exc}") from exc
 
 
 def build_predictor(p: Callable[[str], Any]) -> tuple[Any, str]:

@@ -11,6 +11,7 @@ never raised. The model lives from configure to cleanup; deactivate only pauses.
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -44,6 +45,7 @@ from m4sam_ros.ros.params import (
     check_param,
     coerce_overrides,
     descriptor,
+    help_text,
     type_problem,
 )
 from m4sam_ros.ros.worker import NewestWorker
@@ -466,6 +468,17 @@ class M4SamNode(LifecycleNode):
         return stat
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """``m4sam_node --help``: the node's usage and every parameter (no model is loaded)."""
+    return argparse.ArgumentParser(
+        prog="m4sam_node", formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="m4sam_node [-h] [--ros-args -p NAME:=VALUE ... --params-file FILE ...]",
+        description=__doc__.split("\n\n")[0].replace("\n", " ")
+        + "\n\nros2 run m4sam_ros m4sam_node --ros-args --params-file config/m4sam.yaml -p device:=cpu"
+        "\nros2 launch m4sam_ros m4sam.launch.py checkpoint:=model.pt device:=cuda",
+        epilog=help_text())
+
+
 class _Stop(BaseException):
     """Raised in the main thread by SIGTERM (and SIGINT): leave cleanly."""
 
@@ -477,6 +490,10 @@ def main(args: list[str] | None = None) -> None:
     pair in hand, and only then the context goes (no "context is invalid" from a late publish).
     A signal during startup (model loading) exits 0 with one line."""
     from rclpy.signals import SignalHandlerOptions
+    from rclpy.utilities import remove_ros_args
+
+    # -h/--help before --ros-args: print the parameters and exit 0, before rclpy or a model starts
+    build_parser().parse_known_args(remove_ros_args(sys.argv if args is None else args)[1:])
 
     def _raise(signum: int, _frame: Any) -> None:
         raise _Stop(signal.Signals(signum).name)

@@ -132,6 +132,26 @@ PARAMS: dict[str, ParamSpec] = {
 PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold", "output": "output"}
 
 
+def help_text(width: int = 100) -> str:
+    """Every parameter with its default, range or choices and description: what
+    ``m4sam_node --help`` prints (the same table the node declares, so the two cannot drift)."""
+    import textwrap
+
+    lines = ["parameters (--ros-args -p name:=value, or --params-file config/m4sam.yaml):"]
+    for name, spec in PARAMS.items():
+        default = f'"{spec.default}"' if isinstance(spec.default, str) else str(spec.default).lower() \
+            if isinstance(spec.default, bool) else str(spec.default)
+        extra = []
+        if spec.choices:
+            extra.append("one of " + "|".join(spec.choices))
+        if spec.range is not None:
+            extra.append(f"range [{spec.range[0]}, {spec.range[1]}]")
+        extra.append("read-only: set before configure" if spec.read_only else "settable at run time")
+        lines.append(f"  {name} (default {default}; {'; '.join(extra)})")
+        lines += textwrap.wrap(spec.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
 def descriptor(name: str, spec: ParamSpec) -> ParameterDescriptor:
     """The ParameterDescriptor rclpy shows for ``name`` (description, range, read-only)."""
     d = ParameterDescriptor(name=name, description=spec.description, read_only=spec.read_only)

@@ -51,6 +51,7 @@ from m4sam_ros.training.state import (
     truncate_log,
 )
 from m4sam_ros.training.step import StepRunner
+from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device
 from m4sam_ros.viz.plots import plot_loss_curve
 
 __all__ = ["CHECKPOINT", "LOG", "MIN_LR", "STATE", "Session", "TrainError", "build_parser", "cosine_lr_factor", "main",
@@ -58,15 +59,16 @@ __all__ = ["CHECKPOINT", "LOG", "MIN_LR", "STATE", "Session", "TrainError", "bui
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m4sam-train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="m4sam-train", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--recipe", help=f"benchmark recipe ({', '.join(available_recipes())}) or a YAML path: "
                    "its values become the defaults, flags still win")
     p.add_argument("--config", default="m4sam_hiera_t", help="model config name or YAML path")
     p.add_argument("--model-set", action="append", default=None, metavar="KEY=VALUE",
                    help="override a top-level model config setting (YAML value), e.g. train_memory_branch=true")
-    p.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="dataset layout to train on")
     p.add_argument("--data-root", help="dataset root (synthetic: generated into RUN/data when omitted)")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split folder of the dataset")
     p.add_argument("--out", help="run folder (checkpoints, log, loss curve)")
     p.add_argument("--resume", help="run folder to continue; same arguments as the run that made it")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights; without them the base is random")
@@ -74,39 +76,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "a fresh optimiser and schedule, unlike --resume)")
     p.add_argument("--image-size", type=int, help="override the config's image size (multiple of 32)")
     p.add_argument("--steps", type=int, help="optimiser steps (default: --epochs worth)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="passes over the clips (when --steps is not given)")
     p.add_argument("--batch-size", type=int, default=4, help="clips per process per micro-batch")
     p.add_argument("--accum", type=int, default=1, help="gradient accumulation micro-batches")
-    p.add_argument("--clip-len", type=int, default=4)
-    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--clip-len", type=int, default=4, help="frames per training clip")
+    p.add_argument("--stride", type=int, default=1, help="frame step inside a clip")
     p.add_argument("--clip-frames", choices=["auto", "annotated", "all"], default="auto",
                    help="frames clips are built from: annotated ones only (auto: when a video's ground truth "
                         "is sparse) or all")
-    p.add_argument("--lr-heads", type=float, default=1e-3)
-    p.add_argument("--lr-adapters", type=float, default=1e-4)
+    p.add_argument("--lr-heads", type=float, default=1e-3, help="learning rate of the new heads (fusion, GMLFF, coarse)")
+    p.add_argument("--lr-adapters", type=float, default=1e-4, help="learning rate of the MoE-LoRA adapters")
     p.add_argument("--lr-memory", type=float, help="SAM2's memory branch when the config trains it (default 1e-5)")
     p.add_argument("--lr-base", type=float, help="own learning rate for the SAM2 image trunk when the config "
                    "trains the base in full (default: it trains at --lr-heads, in the heads group)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay")
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the cosine")
     p.add_argument("--gt-cond-prob", type=float, default=0.5,
                    help="probability, per clip at the first step, that frame 0 is conditioned on its ground truth "
                         "instead of its pseudo mask")
     p.add_argument("--gt-cond-prob-end", type=float, default=0.0,
                    help="that probability at the last step (linear in between)")
-    p.add_argument("--seed", type=int, default=3407)
-    p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--synthetic-videos", type=int, default=24)
-    p.add_argument("--synthetic-frames", type=int, default=48)
+    p.add_argument("--seed", type=int, default=3407, help="random seed (data order, augmentation, init)")
+    p.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (0: in the main one)")
+    add_device_argument(p)
+    p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
+    p.add_argument("--synthetic-videos", type=int, default=24, help="synthetic scenes generated (no --data-root)")
+    p.add_argument("--synthetic-frames", type=int, default=48, help="frames per synthetic scene")
     p.add_argument("--synthetic-seed", type=int, default=1, help="base seed of the generated training scenes")
     p.add_argument("--time-limit", type=float, help="stop (and save) after this many minutes")
     p.add_argument("--stop-after", type=int, help="stop (and save) after this many steps of this invocation "
                    "(a preemption point; --resume continues the same schedule)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process (1 stays fast on a busy machine)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
@@ -173,7 +175,7 @@ class Session:
 def set_up(args: argparse.Namespace) -> Session:
     """Processes, data, model (fresh, --init or --resume), optimiser and schedule, in the order
     that keeps a resumed run on the same random stream as an uninterrupted one."""
-    procs = init_processes(args.device, args.threads)
+    procs = init_processes(resolve_device(args.device), args.threads)
     run = Path(args.resume or args.out or "runs/m4sam")
     run.mkdir(parents=True, exist_ok=True)
     if procs.rank == 0:
@@ -282,6 +284,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --out RUN (or --resume RUN)")
     if args.resume and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such run folder")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
     return args
 
 

@@ -7,10 +7,13 @@ The scene: a near bright disk (the salient object) moving over a far textured ba
 
 As realsense2_camera_node: `--ros-args ...` (launch_ros passes namespace, name and parameters);
 publishes the aligned depth only when the parameter align_depth.enable is true, like the real one.
-As `ros2 bag play BAG --clock --rate R [--loop]`: publishes /camera/camera/... and /clock, with
-stamps on that clock; BAG must exist.
+As `ros2 bag play BAG --clock --rate R [--delay D] [--loop]`: publishes /camera/camera/... and
+/clock, with stamps on that clock (the first pair at 1000.1 s); BAG must exist. Like rosbag2's
+player it creates its publishers first and then waits D seconds; $STANDIN_BAG_FRAMES=N plays N
+frames and exits (a short bag), otherwise it plays until stopped.
 """
 
+import os
 import sys
 import time
 
@@ -40,8 +43,6 @@ def main() -> None:
     bag_mode = argv[:2] == ["bag", "play"]
     if bag_mode:
         bag = argv[2]
-        import os
-
         if not os.path.exists(bag):
             print(f"ros2 bag play: no bag at {bag}", file=sys.stderr)
             sys.exit(1)
@@ -63,6 +64,7 @@ def main() -> None:
     frame_id = f"{node.get_name()}_color_optical_frame"
     sim_t = 1_000 * 10**9
     i = 0
+    frames = int(os.environ.get("STANDIN_BAG_FRAMES", "0")) if bag_mode else 0
     def publish_once(i: int) -> None:
         nonlocal sim_t
         rgb, depth = frame(i)
@@ -87,6 +89,8 @@ def main() -> None:
         rclpy.spin_once(node, timeout_sec=0.0)
 
     try:
+        if bag_mode and "--delay" in argv:
+            time.sleep(float(argv[argv.index("--delay") + 1]))
         while rclpy.ok():
             try:
                 publish_once(i)
@@ -95,6 +99,9 @@ def main() -> None:
                     raise
                 break
             i += 1
+            if frames and i >= frames:
+                time.sleep(0.5)  # the last messages leave before the process does
+                break
             time.sleep(0.1)
     except KeyboardInterrupt:
         pass

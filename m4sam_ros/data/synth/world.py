@@ -51,6 +51,7 @@ import numpy as np
 from m4sam_ros.data.synth.depth import CONVENTIONS, to_convention
 from m4sam_ros.data.synth.scene import FACTORS, factor_pools, render_frame, sample_scene
 from m4sam_ros.util.atomic import building_dir
+from m4sam_ros.util.cli import DefaultsHelpFormatter
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -203,24 +204,31 @@ def video_seed(base_seed: int, index: int) -> int:
     return base_seed * 1000 + index
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m4sam-synth", description="Generate synthetic RGB-D videos with ground truth.")
+def build_parser() -> argparse.ArgumentParser:
+    """The m4sam-synth command line (test/test_cli_help.py reads every flag's help)."""
+    p = argparse.ArgumentParser(prog="m4sam-synth", description="Generate synthetic RGB-D videos with ground truth.",
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--out", help="dataset root: writes OUT/<split>/<video>/{rgb,depth,gt} (ViDSOD-100 layout)")
     p.add_argument("--bag", help="also (or only) write the first video as a rosbag2 here")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="bag storage (.mcap or .db3)")
-    p.add_argument("--videos", type=int, default=1)
-    p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--videos", type=int, default=1, help="videos to generate")
+    p.add_argument("--frames", type=int, default=60, help="frames per video")
+    p.add_argument("--width", type=int, default=320, help="frame width in pixels")
+    p.add_argument("--height", type=int, default=240, help="frame height in pixels")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate (bag stamps)")
     p.add_argument("--seed", type=int, default=0, help="base seed; video i uses seed*1000+i")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split folder under --out")
     p.add_argument("--scene-cuts", type=int, default=0, help="number of scene cuts per video")
     p.add_argument("--holdout", choices=FACTORS, help="draw this factor from its held-out values (test sets)")
     p.add_argument("--layout", help="force one layout family (e.g. tabletop)")
     p.add_argument("--depth-convention", choices=CONVENTIONS, default="mm16",
                    help="depth files: mm16 / m32 (read as --dataset synthetic), relative16 / relative8 "
                    "(benchmark-style maps, read as --dataset vidsod)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if not args.out and not args.bag:
         p.error("give --out DIR and/or --bag PATH")
