@@ -33,6 +33,12 @@ class DepthUnitsError(ValueError):
         self.reason, self.detail = reason, detail
 
 
+#: focal lengths (pixels) a real camera can have: below 1 px or above 1e6 px is a broken calibration
+FOCAL_RANGE = (1.0, 1e6)
+#: principal point bound (pixels): far outside any image the sensor can produce
+PRINCIPAL_LIMIT = 1e6
+
+
 @dataclass(frozen=True)
 class Camera:
     """Pinhole intrinsics of the image the depth is registered to; all finite, focal lengths > 0."""
@@ -58,6 +64,13 @@ class Camera:
         if self.fx <= 0 or self.fy <= 0:
             raise DepthUnitsError("bad_camera_info", f"focal lengths must be > 0, got fx={self.fx} fy={self.fy}: "
                                   "an uncalibrated camera publishes K = 0")
+        # finite and > 0 is not enough: a subnormal focal length (5e-324) divides to inf/NaN poses
+        if not (FOCAL_RANGE[0] <= self.fx <= FOCAL_RANGE[1] and FOCAL_RANGE[0] <= self.fy <= FOCAL_RANGE[1]):
+            raise DepthUnitsError("bad_camera_info", f"focal lengths must be {FOCAL_RANGE[0]:g}..{FOCAL_RANGE[1]:g} "
+                                  f"px, got fx={self.fx:g} fy={self.fy:g}: not a usable calibration")
+        if abs(self.cx) > PRINCIPAL_LIMIT or abs(self.cy) > PRINCIPAL_LIMIT:
+            raise DepthUnitsError("bad_camera_info", f"principal point cx={self.cx:g} cy={self.cy:g} is beyond "
+                                  f"{PRINCIPAL_LIMIT:g} px: not a usable calibration")
 
 
 @dataclass(frozen=True)
