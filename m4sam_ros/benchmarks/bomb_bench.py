@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -233,7 +234,9 @@ def run_isolated(names: list[str] | None = None, side: int = 8000, max_pixels: i
         + ([] if baseline else ["--no-baseline"]) + (["--big"] if big else []) + (["--legit"] if legit else [])
     # a fixed mmap threshold: every large buffer is its own mapping, returned to the kernel when freed
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-    out = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    root = Path(__file__).resolve().parents[2]  # the package's parent: importable as in this process
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env, cwd=root)
     if out.returncode != 0:
         raise RuntimeError(f"bomb_bench failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
