@@ -41,6 +41,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import numpy as np  # noqa: E402
 
+from m4sam_ros.util.assets import DEMO_MODEL
 from m4sam_ros.util.atomic import building_dir, building_file  # noqa: E402
 from m4sam_ros.util.text import clip_line, quote  # noqa: E402
 
@@ -48,7 +49,6 @@ DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
 DEFAULT_INFO_TOPIC = "/camera/camera/aligned_depth_to_color/camera_info"
 OUTPUT_NAMESPACE = "/m4sam"
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
 #: what each output is, as the node publishes it under ~/<name>
 OUTPUT_TYPES = {"mask": "sensor_msgs/msg/Image", "saliency": "sensor_msgs/msg/Image",
                 "overlay": "sensor_msgs/msg/Image", "detections": "vision_msgs/msg/Detection2DArray",

@@ -35,9 +35,9 @@ from m4sam_ros.data import synth
 from m4sam_ros.data.datasets import DatasetError, Video, open_videos
 from m4sam_ros.data.synth.scene import FACTORS, POOLS
 from m4sam_ros.model.depth import normalize_depth
+from m4sam_ros.util.assets import DEMO_MODEL
 from m4sam_ros.util.atomic import write_text
 
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
 SETS = ("in_distribution", *FACTORS)
 BASE_SEED = 70   # held-out sets use seeds 70000+ (training's default base seed 1 uses 1000+)
 

@@ -4,15 +4,13 @@ rclpy gets, and the checks a set-parameters callback applies. config/m4sam.yaml 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.parameter import Parameter
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-DEMO_MODEL = ASSETS_DIR / "demo_model.pt"
+from m4sam_ros.util.assets import ASSETS_DIR, DEMO_MODEL  # noqa: F401 - re-exported
 
 WEIGHTS_HELP = (
     "Official SAM2.1 weights (sam2.1_hiera_tiny/small/base_plus/large.pt) come from Meta's sam2 "
