@@ -101,18 +101,22 @@ def test_metadata_typing_the_colour_topic_differently_is_named(tmp_path: Path, v
 
 def test_overwrite_replaces_only_a_previous_output(tmp_path: Path, video, capsys) -> None:
     bag = write_bag(tmp_path / "in", video, _stamps(2))
-    args = ["--input", str(bag), "--output", str(tmp_path / "out"), "--quiet"]
     keep = tmp_path / "out"
     keep.mkdir()
     (keep / "thesis.tex").write_text("precious")
-    assert main(args + ["--overwrite"]) == 2
+    # the command refuses before a model is built
+    assert main(["--input", str(bag), "--output", str(keep), "--quiet", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "is not an output of m4sam-bag" in err and "--overwrite twice" in err
+    for level in (0, 1):
+        with pytest.raises(BagError, match="--overwrite"):
+            process_bag(bag, keep, _predictor(), progress=False, overwrite=level)
     assert (keep / "thesis.tex").read_text() == "precious"
-    assert main(args + ["--overwrite", "--overwrite"]) == 0  # forced: replaced
+    process_bag(bag, keep, _predictor(), progress=False, overwrite=2)  # forced (--overwrite --overwrite)
     assert not (keep / "thesis.tex").exists() and (keep / "metadata.yaml").is_file()
-    capsys.readouterr()
-    assert main(args + ["--overwrite"]) == 0  # now a previous output: one --overwrite is enough
+    assert process_bag(bag, keep, _predictor(), progress=False, overwrite=True).processed == 2  # ours now
     (keep / "metadata.yaml").write_text("not: [a rosbag2")
-    assert main(args + ["--overwrite"]) == 2
-    assert main(args + ["--force-overwrite"]) == 0
+    with pytest.raises(BagError, match="not an output of m4sam-bag"):
+        process_bag(bag, keep, _predictor(), progress=False, overwrite=1)
+    assert main(["--input", str(bag), "--output", str(keep), "--quiet", "--force-overwrite"]) == 0
+    assert (keep / "metadata.yaml").read_text() != "not: [a rosbag2"

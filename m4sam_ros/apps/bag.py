@@ -207,7 +207,8 @@ def is_previous_output(path: Path) -> bool:
         import yaml
 
         info = yaml.safe_load(meta.read_text()) or {}
-        topics = info["rosbag2_bagfile_information"]["topics_with_message_counts"]
+        bag = info["rosbag2_bagfile_information"]
+        topics = bag.get("topics_with_message_count") or bag.get("topics_with_message_counts") or []
         names = [t["topic_metadata"]["name"] for t in topics]
     except Exception:  # noqa: BLE001 - unreadable metadata: not something we wrote
         return False
@@ -579,6 +580,8 @@ def _run(args: argparse.Namespace) -> BagSummary:
     from m4sam_ros.predictor import StreamingPredictor
 
     check_video_path(args.video)  # before a model is built
+    overwrite = 2 if args.force_overwrite else min(int(args.overwrite), 2)
+    check_overwrite(Path(args.output), overwrite)
     _open_reader(Path(args.input)).close()  # a bad bag fails before a model is built
     checkpoint = args.checkpoint
     if checkpoint is None and args.config is None:
@@ -597,7 +600,7 @@ def _run(args: argparse.Namespace) -> BagSummary:
                        depth_topic=args.depth_topic, info_topic=args.info_topic or None,
                        slop_s=args.slop, queue_size=args.queue, storage=args.storage,
                        video=args.video, video_fps=args.video_fps,
-                       overwrite=2 if args.force_overwrite else min(int(args.overwrite), 2),
+                       overwrite=overwrite,
                        progress=not args.quiet, points=args.points, transport=args.transport)
 
 
