@@ -20,6 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from m4sam_ros.scene.geometry import intrinsics_problem
+
 #: metres per depth unit for each depth encoding (REP 118)
 DEPTH_UNITS = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
 _DTYPES = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
@@ -31,12 +33,6 @@ class DepthUnitsError(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail = reason, detail
-
-
-#: focal lengths (pixels) a real camera can have: below 1 px or above 1e6 px is a broken calibration
-FOCAL_RANGE = (1.0, 1e6)
-#: principal point bound (pixels): far outside any image the sensor can produce
-PRINCIPAL_LIMIT = 1e6
 
 
 @dataclass(frozen=True)
@@ -57,20 +53,9 @@ class Camera:
         return cls(vals[0], vals[4], vals[2], vals[5])
 
     def __post_init__(self) -> None:
-        vals = (self.fx, self.fy, self.cx, self.cy)
-        if not all(math.isfinite(v) for v in vals):
-            raise DepthUnitsError("bad_camera_info", f"intrinsics must be finite, got fx={self.fx} fy={self.fy} "
-                                  f"cx={self.cx} cy={self.cy}: check the camera_info topic")
-        if self.fx <= 0 or self.fy <= 0:
-            raise DepthUnitsError("bad_camera_info", f"focal lengths must be > 0, got fx={self.fx} fy={self.fy}: "
-                                  "an uncalibrated camera publishes K = 0")
-        # finite and > 0 is not enough: a subnormal focal length (5e-324) divides to inf/NaN poses
-        if not (FOCAL_RANGE[0] <= self.fx <= FOCAL_RANGE[1] and FOCAL_RANGE[0] <= self.fy <= FOCAL_RANGE[1]):
-            raise DepthUnitsError("bad_camera_info", f"focal lengths must be {FOCAL_RANGE[0]:g}..{FOCAL_RANGE[1]:g} "
-                                  f"px, got fx={self.fx:g} fy={self.fy:g}: not a usable calibration")
-        if abs(self.cx) > PRINCIPAL_LIMIT or abs(self.cy) > PRINCIPAL_LIMIT:
-            raise DepthUnitsError("bad_camera_info", f"principal point cx={self.cx:g} cy={self.cy:g} is beyond "
-                                  f"{PRINCIPAL_LIMIT:g} px: not a usable calibration")
+        problem = intrinsics_problem(self.fx, self.fy, self.cx, self.cy)
+        if problem is not None:
+            raise DepthUnitsError("bad_camera_info", problem)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: focal lengths (pixels) a real camera can have: below 1 px or above 1e6 px is a broken calibration
+FOCAL_RANGE = (1.0, 1e6)
+#: principal point bound (pixels): far outside any image a sensor can produce
+PRINCIPAL_LIMIT = 1e6
+
+
+def intrinsics_problem(fx: float, fy: float, cx: float, cy: float) -> str | None:
+    """Why these intrinsics cannot be used (None: usable). Finite and > 0 is not enough: a
+    subnormal focal length (5e-324) back-projects every pixel to inf/NaN."""
+    if not all(math.isfinite(v) for v in (fx, fy, cx, cy)):
+        return f"intrinsics must be finite, got fx={fx} fy={fy} cx={cx} cy={cy}: check the camera_info topic"
+    if fx <= 0 or fy <= 0:
+        return f"focal lengths must be positive, got fx={fx} fy={fy}: an uncalibrated camera publishes K = 0"
+    if not (FOCAL_RANGE[0] <= fx <= FOCAL_RANGE[1] and FOCAL_RANGE[0] <= fy <= FOCAL_RANGE[1]):
+        return (f"focal lengths must be {FOCAL_RANGE[0]:g}..{FOCAL_RANGE[1]:g} px, got fx={fx:g} fy={fy:g}: "
+                "not a usable calibration")
+    if abs(cx) > PRINCIPAL_LIMIT or abs(cy) > PRINCIPAL_LIMIT:
+        return f"principal point cx={cx:g} cy={cy:g} is beyond {PRINCIPAL_LIMIT:g} px: not a usable calibration"
+    return None
+
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -30,11 +50,12 @@ class Intrinsics:
         k = [float(v) for v in k]
         if len(k) != 9:
             raise ValueError(f"K must have 9 entries, got {len(k)}")
-        if not all(math.isfinite(v) for v in (k[0], k[4], k[2], k[5])):
-            raise ValueError(f"intrinsics must be finite, got fx={k[0]} fy={k[4]} cx={k[2]} cy={k[5]}")
-        if k[0] <= 0 or k[4] <= 0:
-            raise ValueError(f"focal lengths must be positive, got fx={k[0]} fy={k[4]}")
         return cls(k[0], k[4], k[2], k[5], int(width), int(height))
+
+    def __post_init__(self) -> None:
+        problem = intrinsics_problem(self.fx, self.fy, self.cx, self.cy)  # also after scaled_to
+        if problem is not None:
+            raise ValueError(problem)
 
     def scaled_to(self, width: int, height: int) -> Intrinsics:
         """The same camera at another resolution (camera_info for a differently sized stream)."""
