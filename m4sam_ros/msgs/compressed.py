@@ -117,11 +117,11 @@ def sniff(data: np.ndarray | bytes) -> str | None:
     """The image format a payload's first bytes announce (the signatures cv2.imdecode's decoders
     check), or None for none of them."""
     head = bytes(np.asarray(data[:16], np.uint8)) if isinstance(data, np.ndarray) else bytes(data[:16])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
     for magic, name in _SIGNATURES:
         if head.startswith(magic):
             return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
     if head[4:8] == b"ftyp":
         return "HEIF/AVIF"
     if len(head) >= 2 and head[:1] == b"P" and head[1:2] in b"1234567fF":
