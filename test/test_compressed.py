@@ -323,7 +323,7 @@ def test_corrupt_rvl_is_rejected_not_read_out_of_bounds() -> None:
                 good[:12] + (0).to_bytes(4, "little") + good[16:]):      # zero columns
         with pytest.raises(cz.CompressedImageError) as info:
             cz.decode_depth(CompressedImage(format="16UC1; compressedDepth rvl", data=bad))
-        assert info.value.reason in ("decode_error", "zero_size")
+        assert info.value.reason in ("decode_error", "zero_size", "too_large")
     # a 32FC1 header without quantisation parameters cannot be inverted
     png16 = bytes(ref_compressed_depth(_depth_mm(), "16UC1", "png").data)
     with pytest.raises(cz.CompressedImageError, match="inverse-depth"):

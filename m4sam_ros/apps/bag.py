@@ -12,6 +12,14 @@ topic's type; ``--transport auto`` (the default) also finds ``<topic>/compressed
 ``<topic>/compressedDepth`` when the raw topic is not in the bag. Every output is all or nothing:
 an error or a signal (SIGINT, SIGTERM, SIGHUP) removes what was being built, and staging left by a
 killed run (SIGKILL, power loss) is swept at the next start on the same output.
+
+A bad message does not end the run: one that fails to deserialise (truncated, or not the type the
+bag's metadata gives its topic) is counted by topic and reason and skipped, as is a pair that
+cannot be decoded (by reason, as the node counts them); the first ``SHOWN_SKIPS`` get one line
+each, the summary lists them all. Exit codes: 0 done (also with skipped messages), 2 an error or
+nothing usable in the bag (one line on stderr, nothing written), 128+N stopped by signal N.
+``--overwrite`` replaces only a previous output of this tool (a rosbag2 folder with ``/m4sam/*``
+topics); anything else needs ``--overwrite --overwrite`` (or ``--force-overwrite``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import numpy as np  # noqa: E402
 from m4sam_ros.util.assets import DEMO_MODEL
 from m4sam_ros.util.atomic import building_dir, building_file  # noqa: E402
 from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device  # noqa: E402
+from m4sam_ros.util.text import clip_line, quote  # noqa: E402
 
 DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -50,6 +59,8 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 #: image_transport's topic suffixes: <base>/compressed (colour), <base>/compressedDepth (depth)
 TRANSPORT_SUFFIX = {"color": "/compressed", "depth": "/compressedDepth"}
+#: skipped messages and pairs that get a line of their own; the rest only count in the summary
+SHOWN_SKIPS = 5
 
 
 class BagError(RuntimeError):
@@ -82,11 +93,15 @@ class BagSummary:
     depth_topic: str = ""
     boxes3d_skipped: dict[str, int] = field(default_factory=dict)
     stale_removed: list[str] = field(default_factory=list)
+    #: messages skipped before pairing, {topic: {reason: count}} (deserialize_error, unexpected_type)
+    skipped_messages: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_text(self) -> str:
         rej = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejected.items())) or "none"
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(self.boxes3d_skipped.items())) or "none"
-        return (f"{self.color_topic} + {self.depth_topic}: "
+        bad = "; ".join(f"{quote(t)} " + ", ".join(f"{r}: {n}" for r, n in sorted(c.items()))
+                        for t, c in sorted(self.skipped_messages.items()))
+        return (("" if not bad else f"skipped messages: {bad}\n") + f"{self.color_topic} + {self.depth_topic}: "
                 f"{self.pairs} pairs, {self.processed} processed, unpaired colour {self.unpaired_color}, "
                 f"unpaired depth {self.unpaired_depth}, rejected {rej}, re-initialisations "
                 f"{self.reinitializations}, 3D boxes left out {skipped}; {self.seconds:.1f} s, "
@@ -183,6 +198,37 @@ def sweep_stale(output: Path, video: Path | None = None) -> list[Path]:
     return removed
 
 
+def is_previous_output(path: Path) -> bool:
+    """Whether ``path`` is a folder this tool wrote: a rosbag2 whose metadata.yaml lists topics
+    under ``/m4sam/`` (what ``--overwrite`` alone may replace)."""
+    meta = path / "metadata.yaml"
+    if not path.is_dir() or not meta.is_file():
+        return False
+    try:
+        import yaml
+
+        info = yaml.safe_load(meta.read_text()) or {}
+        bag = info["rosbag2_bagfile_information"]
+        topics = bag.get("topics_with_message_count") or bag.get("topics_with_message_counts") or []
+        names = [t["topic_metadata"]["name"] for t in topics]
+    except Exception:  # noqa: BLE001 - unreadable metadata: not something we wrote
+        return False
+    return any(str(n).startswith(OUTPUT_NAMESPACE + "/") for n in names)
+
+
+def check_overwrite(output: Path, overwrite: int) -> None:
+    """Refuses an existing ``output`` unless ``overwrite`` allows it: 1 (``--overwrite``) replaces
+    a previous output of this tool only, 2 (given twice, or ``--force-overwrite``) anything."""
+    if not output.exists():
+        return
+    if not overwrite:
+        raise BagError(f"output {output} exists already; remove it or pass --overwrite")
+    if overwrite < 2 and not is_previous_output(output):
+        raise BagError(f"output {output} exists and is not an output of m4sam-bag (no rosbag2 metadata.yaml with "
+                       f"{OUTPUT_NAMESPACE}/* topics): refusing to replace it; pass --overwrite twice "
+                       "(or --force-overwrite) to replace it anyway")
+
+
 def vision_msgs_typestore() -> Any:
     """rosbags' Kilted typestore plus vision_msgs (when installed), read from its .msg files."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -223,9 +269,10 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                 color_topic: str = DEFAULT_COLOR_TOPIC, depth_topic: str = DEFAULT_DEPTH_TOPIC,
                 info_topic: str | None = DEFAULT_INFO_TOPIC, slop_s: float = 0.02, queue_size: int = 10,
                 storage: str = "mcap", video: str | Path | None = None, video_fps: float | None = None,
-                overwrite: bool = False, progress: bool = True, points: bool = False,
+                overwrite: int = 0, progress: bool = True, points: bool = False,
                 transport: str = "auto") -> BagSummary:
-    """Runs ``predictor`` on every synchronised colour/depth pair of the input bag."""
+    """Runs ``predictor`` on every synchronised colour/depth pair of the input bag; ``overwrite``
+    as :func:`check_overwrite` (True = 1: a previous output only)."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tqdm import tqdm
@@ -262,16 +309,20 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
             raise BagError(f"topic(s) {', '.join(missing)} not in {input_path}; the bag has:\n  {have}\n"
                            "choose with --color-topic/--depth-topic/--info-topic (--info-topic '' for none); "
                            "--transport compressed reads <topic>/compressed and <topic>/compressedDepth")
-        compressed = []
         for t in (color_topic, depth_topic):
-            if topics[t].msgtype not in (IMAGE_TYPE, COMPRESSED_TYPE):
-                raise BagError(f"{t} carries {topics[t].msgtype}, expected {IMAGE_TYPE} or {COMPRESSED_TYPE}")
-            compressed.append(topics[t].msgtype == COMPRESSED_TYPE)
+            types = sorted({c.msgtype for c in reader.connections if c.topic == t})
+            if not set(types) & {IMAGE_TYPE, COMPRESSED_TYPE}:
+                raise BagError(f"{t} carries {' and '.join(types)} in the bag's metadata, expected {IMAGE_TYPE} or "
+                               f"{COMPRESSED_TYPE}: choose another topic, or fix the type in metadata.yaml if the "
+                               "recording says otherwise")
+        info_types = {c.msgtype for c in reader.connections if c.topic == info_topic} if info_topic else set()
+        if info_topic and "sensor_msgs/msg/CameraInfo" not in info_types:
+            raise BagError(f"{info_topic} carries {' and '.join(sorted(info_types))}, expected "
+                           "sensor_msgs/msg/CameraInfo: choose it with --info-topic ('' for none)")
         from rosbags.rosbag2 import Writer
 
         typestore = vision_msgs_typestore()
-        if output_path.exists() and not overwrite:
-            raise BagError(f"output {output_path} exists already; remove it or pass --overwrite")
+        check_overwrite(output_path, int(overwrite))
         with ExitStack() as outputs_in_progress:  # all or nothing: renamed into place only on success
             built = outputs_in_progress.enter_context(building_dir(output_path))
             locks = [_locked(built.parent)]  # marks the staging as live for sweep_stale
@@ -318,25 +369,57 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                                  depth_topic=depth_topic, stale_removed=[str(p) for p in stale])
             rejected: Counter[str] = Counter()
             skipped: Counter[str] = Counter()
+            bad: dict[str, Counter[str]] = {}
+            shown = [0]
+            msg_types = {IMAGE_TYPE: Image, COMPRESSED_TYPE: CompressedImage, "sensor_msgs/msg/CameraInfo": CameraInfo}
+
+            def say(text: str) -> None:
+                shown[0] += 1
+                if shown[0] <= SHOWN_SKIPS:
+                    bar.write(clip_line(text))
+                elif shown[0] == SHOWN_SKIPS + 1:
+                    bar.write("(further skipped messages and pairs are only counted: see the summary)")
+
+            def read(conn: Any, logtime: int, raw: Any) -> Any:
+                """The message, or None (counted by topic and reason, one line) when it cannot be read."""
+                cls = msg_types.get(conn.msgtype)
+                if cls is None:
+                    reason, why = "unexpected_type", f"type {conn.msgtype} is not an image or camera_info"
+                else:
+                    try:
+                        return deserialize_message(bytes(raw), cls)
+                    except Exception as exc:  # noqa: BLE001 - rclpy raises RMWError, among others
+                        reason, why = "deserialize_error", (f"{len(raw)} B do not deserialise as {conn.msgtype}, its "
+                                                            f"type in the bag's metadata ({type(exc).__name__})")
+                bad.setdefault(conn.topic, Counter())[reason] += 1
+                say(f"skipped message on {quote(conn.topic)} at {logtime} ns ({reason}): {why}")
+                return None
+
             info_msg = None
+            bar = tqdm(total=sum(c.msgcount for c in reader.connections), unit="msg", disable=not progress,
+                       desc="m4sam-bag")
             if info_topic:  # intrinsics are static: start with the first one, even if it comes after frame 0
-                for _, _, raw in reader.messages(connections=[topics[info_topic]]):
-                    info_msg = deserialize_message(bytes(raw), CameraInfo)
-                    break
+                for _, _, raw in reader.messages(connections=[c for c in reader.connections
+                                                                 if c.topic == info_topic]):
+                    try:
+                        info_msg = deserialize_message(bytes(raw), CameraInfo)
+                        break
+                    except Exception:  # noqa: BLE001, S112 - counted when the main loop reaches it
+                        continue
             color_count = depth_count = 0
             t0 = time.perf_counter()
-            total = sum(c.msgcount for c in reader.connections)
-            bar = tqdm(total=total, unit="msg", disable=not progress, desc="m4sam-bag")
             for conn, logtime, raw in reader.messages():
                 writer.write(copied[conn.id], logtime, raw)
                 bar.update(1)
                 if conn.topic == info_topic:
-                    info_msg = deserialize_message(bytes(raw), CameraInfo)
+                    info_msg = read(conn, logtime, raw) or info_msg
                     continue
                 if conn.topic not in (color_topic, depth_topic):
                     continue
                 index = 0 if conn.topic == color_topic else 1
-                msg = deserialize_message(bytes(raw), CompressedImage if compressed[index] else Image)
+                msg = read(conn, logtime, raw)  # by its own connection's type: Image or CompressedImage
+                if msg is None:
+                    continue
                 if index == 0:
                     color_count += 1
                 else:
@@ -359,11 +442,11 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
                         rejected[problem.reason] += 1
                 except RejectedInput as exc:
                     rejected[exc.reason] += 1
-                    bar.write(f"skipped pair at {stamp_ns} ns: {exc}")
+                    say(f"skipped pair at {stamp_ns} ns: {exc}")
                     continue
                 except ValueError as exc:  # the predictor refused the input (e.g. depth of another shape)
                     rejected["predictor_rejected"] += 1
-                    bar.write(f"skipped pair at {stamp_ns} ns: {exc}")
+                    say(f"skipped pair at {stamp_ns} ns: {exc}")
                     continue
                 summary.processed += 1
                 summary.reinitializations += int(result.reinitialized)
@@ -379,11 +462,14 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
             summary.unpaired_depth = depth_count - summary.pairs
             summary.rejected = dict(rejected)
             summary.boxes3d_skipped = dict(skipped)
+            summary.skipped_messages = {t: dict(c) for t, c in bad.items()}
             summary.seconds = time.perf_counter() - t0
             summary.frames_per_second = summary.processed / max(summary.seconds, 1e-9)
             if summary.processed == 0:
                 raise BagError(f"no colour/depth pair of {input_path} could be processed "
-                               f"({summary.pairs} pairs, rejected: {dict(rejected) or 'none'}); nothing written")
+                               f"({summary.pairs} pairs, rejected: {dict(rejected) or 'none'}"
+                               + "".join(f"; {t}: {dict(c)}" for t, c in sorted(bad.items()))
+                               + f"){_type_hint(reader, (color_topic, depth_topic), bad)}; nothing written")
             closed.append(True)
             writer.close()
             if video_writer is not None:
@@ -391,6 +477,19 @@ def process_bag(input_path: str | Path, output_path: str | Path, predictor: Any,
             return summary
     finally:
         reader.close()
+
+
+def _type_hint(reader: Any, topics: tuple[str, str], bad: dict[str, Counter[str]]) -> str:
+    """When every message of an input topic failed to deserialise: its type in the metadata is
+    most likely not the type that was recorded."""
+    for t in topics:
+        count = sum(c.msgcount for c in reader.connections if c.topic == t)
+        if count and bad.get(t, Counter())["deserialize_error"] == count:
+            types = " and ".join(sorted({c.msgtype for c in reader.connections if c.topic == t}))
+            return (f". No message on {t} deserialises as {types}, the type the bag's metadata gives it: the "
+                    "metadata types the topic differently from what was recorded (check metadata.yaml and the "
+                    "recorder)")
+    return ""
 
 
 def _open_video(path: Path, shape: tuple[int, ...], fps: float) -> Any:
@@ -429,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage plugin")
     p.add_argument("--video", help="also write the overlay as an MP4 file here (name ending in .mp4)")
     p.add_argument("--video-fps", type=float, default=15.0, help="frame rate of the --video file")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--overwrite", action="count", default=0,
+                   help="replace OUTPUT if it is a previous output of m4sam-bag; twice: whatever it is")
+    p.add_argument("--force-overwrite", action="store_true", help="replace OUTPUT whatever it is (= --overwrite x2)")
     p.add_argument("--points", action="store_true", help="also write /m4sam/object_points (PointCloud2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -451,7 +552,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command; exit codes: 0 done, 2 error (one line on stderr, nothing written), 128+N on signal N."""
+    """The command; exit codes: 0 done (skipped messages are counted, not fatal), 2 error or nothing
+    usable in the bag (one line on stderr, nothing written), 128+N on signal N."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not 0.0 <= args.mask_threshold <= 1.0:
@@ -480,6 +582,8 @@ def _run(args: argparse.Namespace) -> BagSummary:
     from m4sam_ros.predictor import StreamingPredictor
 
     check_video_path(args.video)  # before a model is built
+    overwrite = 2 if args.force_overwrite else min(int(args.overwrite), 2)
+    check_overwrite(Path(args.output), overwrite)
     _open_reader(Path(args.input)).close()  # a bad bag fails before a model is built
     device = resolve_device(args.device)  # ValueError: one line, before a model is built
     checkpoint = args.checkpoint
@@ -498,7 +602,8 @@ def _run(args: argparse.Namespace) -> BagSummary:
     return process_bag(args.input, args.output, predictor, color_topic=args.color_topic,
                        depth_topic=args.depth_topic, info_topic=args.info_topic or None,
                        slop_s=args.slop, queue_size=args.queue, storage=args.storage,
-                       video=args.video, video_fps=args.video_fps, overwrite=args.overwrite,
+                       video=args.video, video_fps=args.video_fps,
+                       overwrite=overwrite,
                        progress=not args.quiet, points=args.points, transport=args.transport)
 
 

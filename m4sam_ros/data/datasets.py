@@ -74,10 +74,31 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     return out
 
 
+def _truncation(data: bytes) -> str | None:
+    """Why a JPEG or PNG file is cut short (None: it ends where its format says). cv2.imread
+    decodes a truncated JPEG as grey with only a warning on stderr, so the end is checked here."""
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-64:]:
+        return "a JPEG without its end-of-image marker"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+        return "a PNG without its IEND chunk"
+    return None
+
+
 def read_image(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
+    """An image file, strictly: a missing, empty, undecodable or truncated file raises
+    DatasetError naming it (never a silently grey frame)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    if not data:
+        raise DatasetError(f"cannot read image {path}: the file is empty")
+    cut = _truncation(data)
+    if cut is not None:
+        raise DatasetError(f"image {path} is truncated ({len(data)} B, {cut}): re-extract or re-download it")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
-        raise DatasetError(f"cannot read image {path} (missing, empty or not an image)")
+        raise DatasetError(f"cannot read image {path} ({len(data)} B): corrupt or not an image")
     return img
 
 

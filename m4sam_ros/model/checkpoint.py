@@ -27,15 +27,56 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded onto this model (format, keys or config)."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A file that is not a readable checkpoint at all: missing, empty, truncated, another format."""
+
+
+#: what a checkpoint is expected to be, said when a file is not one
+EXPECTED = ("a PyTorch checkpoint written by torch.save (a zip archive: m4sam-train's checkpoint.pt, "
+            "the bundled demo_model.pt or the official sam2.1_hiera_*.pt)")
+
+
+def describe_file(path: Path) -> str:
+    """What a file looks like from its size and first bytes (for a refusal that says what it is)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(32)
+    kinds = ((b"PK\x03\x04", "a zip archive"), (b"\x80", "a pickle stream"), (b"\x89PNG", "a PNG image"),
+             (b"\xff\xd8", "a JPEG image"), (b"\x1f\x8b", "a gzip file"), (b"<", "an HTML/XML page"),
+             (b"version https://git-lfs", "a Git LFS pointer (the weights were not fetched: git lfs pull)"))
+    kind = next((name for magic, name in kinds if head.startswith(magic)), None)
+    if kind is None:
+        kind = "text" if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head) else \
+            f"data starting {head[:8].hex()}"
+    return f"{size} B, {kind}"
+
+
 def safe_load(path: str | Path) -> Any:
-    """torch.load with weights_only=True, with a clear message when a file is refused."""
+    """torch.load with weights_only=True, with a clear message when a file is refused, empty,
+    truncated or not a checkpoint at all (what the file is and what was expected)."""
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableCheckpointError(f"{path}: no such file; expected {EXPECTED}")
+    if path.is_dir():
+        raise UnreadableCheckpointError(f"{path}: is a folder; expected {EXPECTED} (a file)")
+    if path.stat().st_size == 0:
+        raise UnreadableCheckpointError(f"{path}: the file is empty (0 B), e.g. an interrupted copy or download; "
+                              f"expected {EXPECTED}")
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch.save's zip nor a pickle
+            raise UnreadableCheckpointError(f"{path}: not a checkpoint ({describe_file(path)}); expected {EXPECTED}") from e
         raise CheckpointError(
             f"{path}: refused to load: it is not a plain weights file (it needs arbitrary Python "
             f"objects to unpickle, which could run code). Only tensors and plain containers are "
             f"accepted (torch.load weights_only=True). Details: {str(e).splitlines()[0]}") from e
+    except (EOFError, RuntimeError, OSError, ValueError) as e:  # truncated zip, not a zip, unreadable
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UnreadableCheckpointError(f"{path}: cannot be read as a checkpoint ({describe_file(path)}): "
+                              f"{type(e).__name__}: {first}; expected {EXPECTED}") from e
 
 
 def _atomic_save(obj: Any, path: str | Path) -> None:

@@ -48,7 +48,7 @@ FIXES: dict[str, str] = {
     "invalid_depth": "no valid depth pixel: check the depth stream (range, exposure, 0 = invalid)",
     "decode_error": "the image could not be decoded: check encoding and is_bigendian (compressed: a corrupt "
                     "JPEG/PNG/RVL payload)",
-    "bad_camera_info": "publish depth/camera_info with finite, positive focal lengths (K)",
+    "bad_camera_info": "publish depth/camera_info with a usable K: finite, focal lengths 1..1e6 px",
     "negative_stamp": "stamps must be valid ROS times: fix the driver's clock",
     "sync_error": "an internal pairing error: please report it with the log",
     "publish_error": "an output could not be published: see the log",
@@ -76,6 +76,8 @@ class Stats:
     rate_limited: int = 0  # pairs skipped by the max_rate cap
     encodes: Counter = field(default_factory=Counter)  # compressed outputs encoded, by output
     boxes3d_skipped: Counter = field(default_factory=Counter)  # salient components without a 3D box, by reason
+    #: requests and callbacks refused or failed without ending the node (bad_transition, callback_error)
+    refused: Counter = field(default_factory=Counter)
     detections_3d: int = 0  # 3D boxes published (or built) so far
     last_ids: tuple = ()    # object ids of the newest processed frame
     last_latency_ms: float = float("nan")
@@ -167,6 +169,7 @@ def pipeline_status(stats: Stats, prev: Window, now: float, active: bool, state_
     values.update({f"encodes_{k}": v for k, v in sorted(st.encodes.items())})
     values.update({f"rejected_{k}": v for k, v in sorted(rejected_now.items())})
     values.update({f"boxes3d_skipped_{k}": v for k, v in sorted(st.boxes3d_skipped.items())})
+    values.update({f"refused_{k}": v for k, v in sorted(st.refused.items())})
     if state_bytes is not None:
         values["tracker_state_bytes"] = int(state_bytes)
     pairs_kv = list(extra.items()) + [(k, _fmt(v)) for k, v in values.items()]

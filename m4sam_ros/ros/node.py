@@ -12,10 +12,12 @@ never raised. The model lives from configure to cleanup; deactivate only pauses.
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -50,6 +52,7 @@ from m4sam_ros.ros.params import (
 )
 from m4sam_ros.ros.worker import NewestWorker
 from m4sam_ros.scene.tracking import OverlapTracker
+from m4sam_ros.util.text import clip_line, quote
 
 NODE_NAME = "m4sam"
 
@@ -83,7 +86,11 @@ class M4SamNode(LifecycleNode):
             self.declare_parameter(name, spec.default, descriptor(name, spec))
         if coerced:
             self.get_logger().info(f"integer value(s) taken as double: {', '.join(coerced)}")
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._wall_params(self._on_set_parameters))
+        # rclpy's ChangeState handler raises RCLError on a transition the current state does not
+        # have (id 3 while active, id 99): the exception leaves spin and ends the process
+        self._rclpy_change_state = self._service_change_state.callback
+        self._service_change_state.callback = self._on_change_state
         # predictor_factory(node) -> predictor: lets a test wrap the real predictor (e.g. slow it down)
         self._predictor_factory = predictor_factory
         self.predictor: Any = None
@@ -114,6 +121,80 @@ class M4SamNode(LifecycleNode):
         if missing:
             self.get_logger().info("using stand-ins for: " + ", ".join(
                 f"{k} ({compat.BACKENDS[k]})" for k in missing))
+
+    # ------------------------------------------------------------------------------- walls
+    def _on_change_state(self, request: Any, response: Any) -> Any:
+        """lifecycle ChangeState by id or label: a transition the current state does not offer is
+        answered success=false with the reason logged (rclpy would raise and end the process);
+        anything raised while transitioning is answered the same way."""
+        response.success = False
+        try:
+            state = self._state_machine.current_state[1]
+            offered = {tid: label for tid, label, *_ in self._state_machine.available_transitions}
+            tid, label = int(request.transition.id), str(request.transition.label)
+            if label:
+                match = [i for i, name in offered.items() if name == label]
+                if not match:
+                    self._refuse_transition(f"transition label {quote(label)} is not available in state {state}",
+                                            offered, f"{state}:{label[:16]}")
+                    return response
+                tid = match[0]
+            elif tid not in offered:
+                self._refuse_transition(f"transition id {tid} is not available in state {state}", offered,
+                                        f"{state}:{tid}")
+                return response
+            request.transition.id, request.transition.label = tid, ""
+            return self._rclpy_change_state(request, response)
+        except Exception as exc:  # noqa: BLE001 - a service answers, it never ends the process
+            self._callback_error("change_state", exc)
+            response.success = False
+            return response
+
+    def _refuse_transition(self, why: str, offered: dict[int, str], key: str) -> None:
+        self.stats.refused["bad_transition"] += 1
+        self._throttled(f"bad_transition:{key}", clip_line(f"change_state refused: {why}; available: " + (", ".join(
+            f"{i} ({name})" for i, name in sorted(offered.items())) or "none")))
+
+    def _callback_error(self, where: str, exc: BaseException) -> None:
+        """Something a callback did not expect: counted as ``callback_error`` and logged, throttled."""
+        self.stats.refused["callback_error"] += 1
+        self._throttled(f"callback_error:{where}", clip_line(
+            f"{where} callback failed: {type(exc).__name__}: {exc} [{self.stats.refused['callback_error']} so far]"))
+
+    def _wall_service(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """A service handler that always answers: an exception becomes success=false + its text."""
+        @functools.wraps(handler)
+        def wall(request: Any, response: Any) -> Any:
+            try:
+                return handler(request, response)
+            except Exception as exc:  # noqa: BLE001
+                self._callback_error(handler.__name__, exc)
+                response.success = False
+                response.message = clip_line(f"failed: {type(exc).__name__}: {exc}", 300)
+                return response
+        return wall
+
+    def _wall_call(self, where: str, fn: Callable[..., None]) -> Callable[..., None]:
+        """A timer or subscription callback that never raises into the executor."""
+        @functools.wraps(fn)
+        def wall(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001
+                self._callback_error(where, exc)
+        return wall
+
+    def _wall_params(self, fn: Callable[[list[Parameter]], SetParametersResult]
+                     ) -> Callable[[list[Parameter]], SetParametersResult]:
+        """The parameter callback: an unexpected error refuses the change instead of raising."""
+        @functools.wraps(fn)
+        def wall(params: list[Parameter]) -> SetParametersResult:
+            try:
+                return fn(params)
+            except Exception as exc:  # noqa: BLE001
+                self._callback_error("set_parameters", exc)
+                return SetParametersResult(successful=False, reason=clip_line(f"{type(exc).__name__}: {exc}", 300))
+        return wall
 
     # ------------------------------------------------------------------------------ parameters
     def p(self, name: str) -> Any:
@@ -182,8 +263,8 @@ class M4SamNode(LifecycleNode):
         if "detections" not in self._pubs:
             self.get_logger().info("vision_msgs is not importable: ~/detections and ~/detections_3d are not "
                                    "published (install ros-$ROS_DISTRO-vision-msgs to get them)")
-        self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
-        self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
+        self._reset_srv = self.create_service(Trigger, "~/reset", self._wall_service(self._on_reset))
+        self._enable_srv = self.create_service(SetBool, "~/enable", self._wall_service(self._on_enable))
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -198,7 +279,7 @@ class M4SamNode(LifecycleNode):
         self.diag.restart()
         self._subscribe()
         if self.p("qos_reliability") == "auto" or self.p("input_transport") == "auto":
-            self._qos_timer = self.create_timer(1.0, self._recheck_inputs)
+            self._qos_timer = self.create_timer(1.0, self._wall_call("input_recheck", self._recheck_inputs))
         self.worker.start()
         return super().on_activate(state)
 
@@ -396,12 +477,14 @@ class M4SamNode(LifecycleNode):
     def _reject(self, reason: str, detail: str) -> None:
         """Counts a skipped pair (or message) by reason and warns, throttled per reason."""
         self.stats.rejected[reason] += 1
-        self._throttled(reason, f"skipping pair ({reason}): {detail} [{self.stats.rejected[reason]} so far]")
+        self._throttled(reason, clip_line(f"skipping pair ({reason}): {detail} [{self.stats.rejected[reason]} so far]"))
 
     def _throttled(self, key: str, text: str, info: bool = False) -> None:
         now = time.monotonic()
         if now - self._last_warn.get(key, -1e9) < float(self.p("warn_throttle")) or not self.context.ok():
             return
+        if len(self._last_warn) > 512:  # keys from client input (transition labels) stay bounded
+            self._last_warn.clear()
         self._last_warn[key] = now
         try:
             (self.get_logger().info if info else self.get_logger().warning)(text)
@@ -516,7 +599,12 @@ def main(args: list[str] | None = None) -> None:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             while not node.shutdown_requested.is_set():
-                executor.spin_once(timeout_sec=0.1)
+                try:
+                    executor.spin_once(timeout_sec=0.1)
+                except (ExternalShutdownException, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the last wall: no callback ends the process
+                    node._callback_error("executor", exc)
             node.get_logger().info("shutdown transition: exiting")
     except (_Stop, KeyboardInterrupt) as exc:
         print(f"m4sam_node: {exc or 'SIGINT'} received, shutting down", file=sys.stderr)

@@ -65,54 +65,22 @@ def is_compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
-def _jpeg_size(b: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(b):
-        if b[i] != 0xFF:
-            return None
-        marker = b[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
-            return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
-        i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
-    return None
-
-
-def compressed_size(data: bytes, depth: bool) -> tuple[int, int] | None:
-    """(width, height) read from a compressed payload's header without decoding it (PNG IHDR,
-    JPEG start-of-frame, compressedDepth's RVL size), or None when it cannot be told."""
-    b = data[12:] if depth else data  # compressedDepth: a 12-byte ConfigHeader first
-    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
-        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
-    if b[:2] == b"\xff\xd8":
-        return _jpeg_size(b)
-    if depth and len(b) >= 8:  # RVL: uint32 cols, uint32 rows
-        return int.from_bytes(b[0:4], "little"), int.from_bytes(b[4:8], "little")
-    return None
-
-
 def decompress_pair(color: Any, depth: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Any, Any]:
     """Compressed inputs (image_transport's ``compressed`` colour, ``compressedDepth`` depth) as the
     raw Images ``decode_pair`` takes (same header); raw ones pass through. A message that cannot
     be decoded raises RejectedInput with the raw path's reason keys (``color_unsupported_encoding``,
-    ``depth_zero_size``, ``decode_error``, ...) plus ``<side>_unsupported_format``. An image over
-    ``max_pixels`` (read from its header) is refused as ``too_large`` before decoding: a small
-    JPEG can claim 65535 x 65535 pixels and make the decoder allocate 12 GB."""
+    ``depth_zero_size``, ``decode_error``, ...) plus ``<side>_unsupported_format`` (also for data
+    of another codec than the format names). An image over ``max_pixels`` (read from its JPEG
+    frame header, PNG IHDR or RVL size words, as tolerantly as the decoders read them) is refused
+    as ``too_large`` before decoding: a small JPEG can claim 65535 x 65535 pixels and make the
+    decoder allocate 12 GB (msgs/compressed.py)."""
     out = []
     for side, msg in (("color", color), ("depth", depth)):
         if not is_compressed(msg):
             out.append(msg)
             continue
-        data = msg.data if isinstance(msg.data, bytes) else bytes(msg.data)
-        size = compressed_size(data, side == "depth")
-        if size is not None and size[0] * size[1] > max_pixels:
-            raise RejectedInput("too_large", f"{side} compressed image {size[0]}x{size[1]} = {size[0] * size[1]} "
-                                f"pixels is over max_image_pixels = {max_pixels}: lower the camera resolution "
-                                "or raise max_image_pixels")
-        try:
-            out.append(decompress(msg, side, messages.rclpy_image))
+        try:  # the size is read from the payload's header and checked before anything is decoded
+            out.append(decompress(msg, side, messages.rclpy_image, max_pixels))
         except CompressedImageError as exc:
             raise RejectedInput(exc.reason, exc.detail) from exc
     return out[0], out[1]

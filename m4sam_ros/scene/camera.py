@@ -19,6 +19,7 @@ With D = 0, R = I and P = [K | 0] (RealSense) rectification is the identity and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,25 @@ import numpy as np
 #: distortion models whose non-zero D this model can undo (image_geometry's names)
 PLUMB_BOB_LIKE = ("plumb_bob", "rational_polynomial", "")
 EQUIDISTANT = "equidistant"
+
+
+#: focal lengths (pixels) a real camera can have: below 1 px or above 1e6 px is a broken calibration
+FOCAL_RANGE = (1.0, 1e6)
+#: principal point bound (pixels): far outside any image a sensor can produce
+PRINCIPAL_LIMIT = 1e6
+
+
+def intrinsics_problem(fx: float, fy: float, cx: float, cy: float) -> str | None:
+    """Why these intrinsics cannot be used (None: usable). Finite and > 0 is not enough: a
+    subnormal focal length (5e-324) back-projects every pixel to inf/NaN."""
+    if not all(math.isfinite(v) for v in (fx, fy, cx, cy)):
+        return f"intrinsics must be finite, got fx={fx} fy={fy} cx={cx} cy={cy}: check the camera_info topic"
+    if not (FOCAL_RANGE[0] <= fx <= FOCAL_RANGE[1] and FOCAL_RANGE[0] <= fy <= FOCAL_RANGE[1]):
+        return (f"focal lengths must be {FOCAL_RANGE[0]:g}..{FOCAL_RANGE[1]:g} px, got fx={fx:g} fy={fy:g}: "
+                "not a usable calibration")
+    if abs(cx) > PRINCIPAL_LIMIT or abs(cy) > PRINCIPAL_LIMIT:
+        return f"principal point cx={cx:g} cy={cy:g} is beyond {PRINCIPAL_LIMIT:g} px: not a usable calibration"
+    return None
 
 
 class CameraModelError(ValueError):
@@ -80,6 +100,9 @@ class CameraModel:
             if m[0, 0] <= 0 or m[1, 1] <= 0:
                 raise CameraModelError(f"focal lengths in {name} must be > 0, got fx={m[0, 0]} fy={m[1, 1]}: an "
                                        "uncalibrated camera publishes zeros; calibrate it (camera_calibration)")
+            problem = intrinsics_problem(m[0, 0], m[1, 1], m[0, 2], m[1, 2])
+            if problem is not None:
+                raise CameraModelError(f"{name}: {problem}")
         model = str(distortion_model or "")
         if d.any() and model not in PLUMB_BOB_LIKE and model != EQUIDISTANT:
             raise CameraModelError(f"distortion model {model!r} with non-zero D is not supported; use plumb_bob, "

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from m4sam_ros.model import CheckpointError, load_m4sam_checkpoint, save_m4sam_checkpoint
-from m4sam_ros.model.checkpoint import safe_load
+from m4sam_ros.model.checkpoint import UnreadableCheckpointError, safe_load
 from m4sam_ros.training import TrainError
 from m4sam_ros.util.atomic import write_text
 
@@ -139,6 +139,8 @@ def load_train_state(path: Path) -> dict[str, Any]:
     """The train state at ``path`` (weights_only: a file needing code to unpickle is refused)."""
     try:
         state = safe_load(path)
+    except UnreadableCheckpointError as exc:  # damaged: the run folder's problem, as below
+        raise TrainError(f"{path}: cannot read the train state ({exc})") from None
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged file is the run folder's problem, said in one line
@@ -163,6 +165,8 @@ def load_latest(run: Path, model: torch.nn.Module) -> tuple[dict[str, Any], dict
                          f"{STATE}); is it a training run folder?")
     try:
         extra = load_m4sam_checkpoint(model, where / CHECKPOINT)
+    except UnreadableCheckpointError as exc:
+        raise TrainError(f"{where / CHECKPOINT}: cannot read the checkpoint ({exc})") from None
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001
