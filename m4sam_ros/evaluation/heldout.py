@@ -37,7 +37,7 @@ from m4sam_ros.data.synth.scene import FACTORS, POOLS
 from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.util.atomic import write_text
 
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo_model.pt"
 SETS = ("in_distribution", *FACTORS)
 BASE_SEED = 70   # held-out sets use seeds 70000+ (training's default base seed 1 uses 1000+)
 
