@@ -364,6 +364,40 @@ def test_reset_service_reinitialises(harness_factory):
     assert h.node.stats.reinitialized == before + 2
 
 
+def test_stamp_jump_in_the_input_path_is_counted_once_and_resets_the_tracker(harness_factory, checkpoint):
+    """A colour stream whose clock ran 100 s ahead for three frames and came back: the pairs the
+    predictor sees still go forward (it would not restart by itself), so only the input path's
+    jump detector can restart the tracker. Rules out a jump that is counted but does not reset
+    (the next mask would be tracked, not the fresh predictor's), a reset without the count, and a
+    count per stale message instead of per jump."""
+    h = harness_factory(diagnostics_period=0.1)
+    h.start()
+    for i in range(3):
+        send_frame(h, i, "mask")
+    before = h.node.stats.reinitialized
+    rgb, _ = frame(0)
+    for k in range(3):
+        h.pub_color.publish(color_msg(rgb, "rgb8", header(T0 + 100 * 10**9 + k * FRAME_NS)))
+    h.wait_for(lambda: h.node.stats.color_in == 6, "the three future colour frames")
+    assert h.node.stats.stamp_jumps == 0
+    send_frame(h, 3, "mask")
+    s = h.node.stats
+    assert (s.stamp_jumps, s.reinitialized) == (1, before + 1)
+    rgb3, depth3 = frame(3)
+    fresh = fresh_predictor(checkpoint).step(rgb3, depth3, stamp=(T0 + 3 * FRAME_NS) * 1e-9)
+    assert np.array_equal(compat.CvBridge().imgmsg_to_cv2(h.got["mask"][3]), fresh.mask)
+    send_frame(h, 4, "mask")  # no jump: tracked on
+    assert (s.stamp_jumps, s.reinitialized) == (1, before + 1)
+    rgb, depth = frame(5)  # a looping bag: back 4 s
+    h.send(color_msg(rgb, "rgb8", header(T0 - 120 * FRAME_NS)), depth_msg(depth, "16UC1", header(T0 - 120 * FRAME_NS)))
+    wait_processed(h, 6)
+    assert (s.stamp_jumps, s.reinitialized) == (2, before + 2)
+    n = len(h.got["diagnostics"])
+    h.wait_for(lambda: len(h.got["diagnostics"]) > n, "diagnostics")
+    kv = {v.key: v.value for v in h.got["diagnostics"][-1].status[0].values}
+    assert kv["stamp_jumps"] == "2"
+
+
 def test_lifecycle_deactivate_pauses_cleanup_frees(harness_factory):
     h = harness_factory()
     h.start()
