@@ -305,6 +305,17 @@ def test_runtime_threshold_switches_and_invalid_parameters(harness_factory):
     assert all(r.successful for r in h.node.set_parameters([Parameter("mask_threshold", value=1.0)]))
     one(1)
     assert (bridge.imgmsg_to_cv2(h.got["mask"][-1]) == 0).all()
+    # a threshold between 0 and 1 (the extremes above cannot tell "saliency > t" from a node that
+    # only knows "all" and "nothing", or from one that thresholds another branch): the mask is the
+    # published saliency above 0.37, which is not the mask at the default 0.5
+    assert h.node.set_parameters([Parameter("mask_threshold", value=0.37)])[0].successful
+    n_sal = len(h.got["saliency"])
+    send_frame(h, 3, "overlay")
+    h.wait_for(lambda: len(h.got["saliency"]) > n_sal, "the saliency of that frame")
+    sal = bridge.imgmsg_to_cv2(h.got["saliency"][-1])
+    mask = bridge.imgmsg_to_cv2(h.got["mask"][-1])
+    assert np.array_equal(mask, np.where(sal > 0.37, 255, 0).astype(np.uint8))
+    assert not np.array_equal(mask, np.where(sal > 0.5, 255, 0).astype(np.uint8))
     # a switch: no more masks, the overlay goes on
     n_masks = len(h.got["mask"])
     assert h.node.set_parameters([Parameter("publish_mask", value=False)])[0].successful
@@ -318,7 +329,7 @@ def test_runtime_threshold_switches_and_invalid_parameters(harness_factory):
     for prm in bad:
         res = h.node.set_parameters([prm])[0]
         assert not res.successful and res.reason, prm.name
-    assert h.node.p("mask_threshold") == 1.0 and h.node.p("model_config") == "m4sam_demo"
+    assert h.node.p("mask_threshold") == 0.37 and h.node.p("model_config") == "m4sam_demo"
     res = h.node._on_set_parameters([Parameter("qos_reliability", value="sometimes")])
     assert not res.successful and "best_effort" in res.reason
 
@@ -399,6 +410,34 @@ def test_stamp_jump_in_the_input_path_is_counted_once_and_resets_the_tracker(har
     h.wait_for(lambda: len(h.got["diagnostics"]) > n, "diagnostics")
     kv = {v.key: v.value for v in h.got["diagnostics"][-1].status[0].values}
     assert kv["stamp_jumps"] == "2"
+
+
+def test_input_path_parameters_take_effect(harness_factory):
+    """Non-default input parameters, each with an input the default would handle differently:
+    ``qos_depth`` 3 (the subscription's history), ``sync_slop`` 1 ms (a pair 3 ms apart, which the
+    default 20 ms pairs, is not one), ``sync_jump_reset`` 200 s (a 100 s jump, a reset by default,
+    is none), ``max_image_pixels`` exactly the frame (accepted: the limit is inclusive), then one
+    pixel less at run time (refused as too_large). Rules out a parameter that is declared but not
+    passed on."""
+    h = harness_factory(qos_depth=3, sync_slop=0.001, sync_jump_reset=200.0, max_image_pixels=H * W)
+    h.start()
+    assert [f.sub.qos_profile.depth for f in h.node.input._filters] == [3, 3]  # the graph does not carry it
+    s = h.node.stats
+    rgb, depth = frame(0)
+    h.send(color_msg(rgb, "rgb8", header(T0)), depth_msg(depth, "16UC1", header(T0 + DEPTH_LAG_NS)))
+    h.wait_for(lambda: s.color_in == 1 and s.depth_in == 1, "the 3 ms apart pair's messages")
+    for i in range(3):  # colour from a clock 100 s ahead: within sync_jump_reset
+        h.pub_color.publish(color_msg(rgb, "rgb8", header(T0 + 100 * 10**9 + i * FRAME_NS)))
+    h.wait_for(lambda: s.color_in == 4, "the future colour frames")
+    t = T0 + 2 * FRAME_NS
+    h.send(color_msg(rgb, "rgb8", header(t)), depth_msg(depth, "16UC1", header(t + 500_000)))
+    wait_processed(h, 1)
+    assert s.pairs_in == 1 and s.stamp_jumps == 0 and s.processed == 1  # the 3 ms pair never paired
+    assert h.node.set_parameters([Parameter("max_image_pixels", value=H * W - 1)])[0].successful
+    t = T0 + 3 * FRAME_NS
+    h.send(color_msg(rgb, "rgb8", header(t)), depth_msg(depth, "16UC1", header(t)))
+    h.wait_for(lambda: s.rejected["too_large"] == 1, "the pair one pixel over the limit refused")
+    assert s.processed == 1
 
 
 def test_lifecycle_deactivate_pauses_cleanup_frees(harness_factory):
