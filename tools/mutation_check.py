@@ -227,6 +227,18 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("golden-no-antialias", "m4sam_ros/model/preprocess.py",
            r"antialias=down\)", "antialias=False)",
            ("test/test_demo_golden.py",), "frames shrunk to the model size without antialiasing", "TESTS"),
+    Mutant("node-qos-depth-ignored", "m4sam_ros/ros/node.py",
+           r'qos_depth=int\(self\.p\("qos_depth"\)\)', "qos_depth=5",
+           ("test/test_node.py", "-k", "input_path_parameters"), "qos_depth declared but not passed on", "TESTS"),
+    Mutant("node-slop-ignored", "m4sam_ros/ros/node.py",
+           r'slop=float\(self\.p\("sync_slop"\)\)', "slop=0.02",
+           ("test/test_node.py", "-k", "input_path_parameters"), "sync_slop declared but not passed on", "TESTS"),
+    Mutant("node-jump-bound-ignored", "m4sam_ros/ros/node.py",
+           r'jump_s=float\(self\.p\("sync_jump_reset"\)\)', "jump_s=1.0",
+           ("test/test_node.py", "-k", "input_path_parameters"), "sync_jump_reset declared but not passed on", "TESTS"),
+    Mutant("pipeline-max-pixels-exclusive", "m4sam_ros/ros/pipeline.py",
+           r"if pixels > max_pixels:", "if pixels >= max_pixels:",
+           ("test/test_node.py", "-k", "input_path_parameters"), "an image of exactly max_image_pixels refused", "TESTS"),
 )
 
 
