@@ -239,6 +239,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("pipeline-max-pixels-exclusive", "m4sam_ros/ros/pipeline.py",
            r"if pixels > max_pixels:", "if pixels >= max_pixels:",
            ("test/test_node.py", "-k", "input_path_parameters"), "an image of exactly max_image_pixels refused", "TESTS"),
+    Mutant("predictor-aspect-loose", "m4sam_ros/predictor/streaming.py",
+           r"abs\(dh / dw - h / w\) > 0\.01 \* h / w", "abs(dh / dw - h / w) > 0.1 * h / w",
+           ("test/test_depth_resize.py", "-k", "aspect"), "depth 4 % off colour's aspect ratio resized, not refused",
+           "TESTS"),
 )
 
 
