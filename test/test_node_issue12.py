@@ -171,7 +171,7 @@ def test_enable_pauses_keeps_the_model_and_resumes_with_new_ids(make):
     for i in range(2, 6):
         send_raw(h, i)
     h.wait_for(lambda: h.node.stats.paused == 4, "4 paused pairs")
-    time.sleep(0.3)
+    time.sleep(0.3 * load_scale())
     assert len(h.got["mask"]) == 2 and h.node.stats.processed == 2  # nothing processed while paused
     assert h.node.predictor is predictor  # model kept
     n = len(h.got["diagnostics"])
