@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from m4sam_ros.apps.demo import run_demo, summarize
-from m4sam_ros.model import build_m4sam, save_m4sam_checkpoint
+from m4sam_ros.predictor.streaming import StreamingPredictor
+from m4sam_ros.ros.params import DEMO_MODEL
 
 
 def test_summary_figures() -> None:
@@ -24,18 +24,44 @@ def test_summary_figures() -> None:
     assert 0 < s["s_measure"] < 1 and s["mae"] == pytest.approx(0.125)
 
 
+def per_frame_scores(frames: int, seed: int, width: int, height: int, fps: float) -> list[tuple[float, float]]:
+    """(S, MAE) of each frame of the demo scene, straight from the bundled model's predictor. Its
+    recommended output (coarse) depends on the frame alone, not on which earlier pairs the node
+    dropped, so the demo's mean over whatever frames it received lies between these."""
+    from m4sam_ros.apps.demo import DEMO_SCENE
+    from m4sam_ros.data.synth import generate_video
+    from m4sam_ros.evaluation.metrics import score_pairs
+
+    video = generate_video(seed, frames, width, height, fps, **DEMO_SCENE)
+    p = StreamingPredictor.from_config(None, m4sam_checkpoint=str(DEMO_MODEL), output="auto")
+    assert p.output == "coarse"
+    out = []
+    for i in range(frames):
+        s = score_pairs([(p.step(video.rgb[i], video.depth[i], stamp=i / fps).mask, video.gt[i])])
+        out.append((s["S"], s["MAE"]))
+    return out
+
+
 def test_demo_end_to_end_small(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    ckpt = tmp_path / "random_demo.pt"
-    save_m4sam_checkpoint(build_m4sam("m4sam_demo"), ckpt)
+    """The bundled model through the real node: the figures are the model's own on the frames that
+    came back. Rules out a demo that scores another branch, other frames or a broken image path
+    (any S, any MAE in [0, 1] passed before); the counts stay loose (newest-only hand-off on a
+    busy runner: measured 4 of 8 masks under a load of 22 on 2 cores)."""
     out = tmp_path / "demo_output"
-    summary = run_demo(out, frames=8, seed=5, checkpoint=ckpt, width=96, height=72, fps=5.0)
+    summary = run_demo(out, frames=8, seed=5, checkpoint=DEMO_MODEL, width=96, height=72, fps=5.0)
     assert summary["node_exit_code"] == 0
     assert summary["pairs_sent"] == 8
-    assert summary["masks_received"] >= 6  # newest-only hand-off may drop a pair on a busy machine
+    assert summary["masks_received"] >= 1
     assert summary["masks_received"] + summary["dropped_pairs"] == 8
     assert summary["latency_ms_p95"] >= summary["latency_ms_mean"] > 0
-    assert summary["s_measure"] is not None and 0 <= summary["mae"] <= 1
+    scores = per_frame_scores(8, 5, 96, 72, 5.0)
+    s_range = (min(s for s, _ in scores), max(s for s, _ in scores))
+    mae_range = (min(m for _, m in scores), max(m for _, m in scores))
+    # today's per-frame figures (2026-12-03): S 0.640-0.669, MAE 0.097-0.143; the band allows 0.02
+    assert 0.62 <= s_range[0] and s_range[1] <= 0.69 and 0.077 <= mae_range[0] and mae_range[1] <= 0.163
+    assert summary["frames_scored"] == summary["masks_received"]
+    assert s_range[0] - 1e-9 <= summary["s_measure"] <= s_range[1] + 1e-9, (summary["s_measure"], s_range)
+    assert mae_range[0] - 1e-9 <= summary["mae"] <= mae_range[1] + 1e-9, (summary["mae"], mae_range)
     assert json.loads((out / "summary.json").read_text()) == summary
     for name in ("overlay.mp4", "contact_sheet.png", "node.log"):
         assert (out / name).stat().st_size > 0

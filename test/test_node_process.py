@@ -20,6 +20,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from test_node import FRAME_NS, T0, color_msg, depth_msg, frame, header
+from waiting import Deadline, load_scale
 
 from m4sam_ros.model.build import build_m4sam
 from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
@@ -61,10 +62,10 @@ def test_node_process_qos_stamp_sequences_warn_and_sigterm(checkpoint):
     proc = start_node(checkpoint, "m4sam_p")
     rgb, depth = frame(0)
     try:
-        deadline = time.monotonic() + 90
+        deadline = Deadline(90)
         while pc.get_subscription_count() < 1 or pd.get_subscription_count() < 1 or \
                 test.count_publishers("/m4sam_p/mask") < 1 or not diags:
-            assert proc.poll() is None and time.monotonic() < deadline, "node did not come up"
+            assert proc.poll() is None and not deadline.expired(), "node did not come up"
             time.sleep(0.05)
         time.sleep(0.5)
         kv = {v.key: v.value for v in diags[-1].values}
@@ -82,10 +83,10 @@ def test_node_process_qos_stamp_sequences_warn_and_sigterm(checkpoint):
                 pd.publish(dm)
 
         def masks_for(stamps, timeout=30):
-            deadline = time.monotonic() + timeout
+            deadline = Deadline(timeout)
             while not set(stamps) <= {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in masks}:
                 assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "the node stalled"
+                assert not deadline.expired(), "the node stalled"
                 time.sleep(0.05)
 
         # 1. ten unpaired colour frames stamped 100 s in the future, then pairs with depth first
@@ -103,17 +104,17 @@ def test_node_process_qos_stamp_sequences_warn_and_sigterm(checkpoint):
         masks_for([T0 - 60 * FRAME_NS])
         # 3. every pair rejected (all-zero depth): WARN naming the reason and its fix
         n = len(diags)
-        deadline = time.monotonic() + 20
+        deadline = Deadline(20)
         i = 100
         while not any(s.level == DiagnosticStatus.WARN and "invalid_depth" in s.message for s in diags[n:]):
-            assert time.monotonic() < deadline, [s.message for s in diags[-3:]]
+            assert not deadline.expired(), [s.message for s in diags[-3:]]
             pair(i, d=np.zeros_like(depth))
             i += 1
             time.sleep(0.05)
         assert any("check the depth stream" in s.message for s in diags[n:])
         # 4. SIGTERM: exit 0, one line, no traceback, no rclpy complaints
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=30)[0]
+        out = proc.communicate(timeout=30 * load_scale())[0]
         assert proc.returncode == 0, out
         assert "SIGTERM received, shutting down" in out and "Traceback" not in out, out
         assert "context is invalid" not in out and "inference_error" not in out, out
@@ -131,7 +132,7 @@ def test_sigterm_during_startup_exits_cleanly(checkpoint):
     proc = start_node(checkpoint, "m4sam_startup")
     time.sleep(3.0)  # imports and model loading
     proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=60)[0]
+    out = proc.communicate(timeout=60 * load_scale())[0]
     assert proc.returncode == 0, out
     assert "FATAL" not in out and "Traceback" not in out and "configure failed" not in out, out
     assert out.count("SIGTERM received") == 1, out
@@ -144,7 +145,7 @@ def test_soak_benchmark_runs_and_ends_cleanly() -> None:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain),
                OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "m4sam_ros.benchmarks.soak_bench", "--minutes", "0.1", "--report", "2",
-                          "--size", "160x120"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+                          "--size", "160x120"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240 * load_scale())
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "node exited with code 0 after SIGINT" in out and "terminate called" not in out

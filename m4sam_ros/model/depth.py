@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import cv2
 import numpy as np
 
 DepthKind = Literal["metric", "relative"]
@@ -77,3 +78,21 @@ def _per_frame(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return out
     out[valid] = np.clip((depth[valid].astype(np.float32) - low) / (high - low), 0.0, 1.0)
     return out
+
+
+def resize_raw_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A raw depth image (uint16 mm, 0 = hole; float m, NaN = hole) resized to ``height x width``
+    with nearest neighbour: every output pixel is one measured value or one hole.
+
+    Why not linear: a hole (0) next to a wall at 2000 mm blends into a 1000 mm rim, nearer than
+    anything in the scene, which normalisation then shows as the most salient pixels; and NaN holes
+    would spread over their valid neighbours. Nearest neither invents depths nor moves holes
+    by more than one source pixel."""
+    depth = np.asarray(depth)
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f"depth must be a non-empty HxW array, got shape {depth.shape}")
+    if height < 1 or width < 1:
+        raise ValueError(f"target size must be at least 1x1, got {width}x{height}")
+    if depth.shape == (height, width):
+        return depth
+    return cv2.resize(depth, (int(width), int(height)), interpolation=cv2.INTER_NEAREST)

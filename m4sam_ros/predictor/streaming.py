@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from m4sam_ros.model.depth import normalize_depth
+from m4sam_ros.model.depth import normalize_depth, resize_raw_depth
 from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
 from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
 from m4sam_ros.predictor.memory_bank import KEPT_FIELDS, MemoryBank, tensor_nbytes  # noqa: F401 - re-exported
@@ -257,7 +257,7 @@ class StreamingPredictor:
                 log.warning("depth is %dx%d, colour %dx%d: resizing depth with nearest neighbour (said once)",
                             dw, dh, w, h)
                 self._warned_resize = True
-            depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+            depth = resize_raw_depth(depth, h, w)
         return rgb, depth
 
     # ------------------------------------------------------------------------ inference
