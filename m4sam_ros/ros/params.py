@@ -44,8 +44,9 @@ PARAMS: dict[str, ParamSpec] = {
                               "m4sam_hiera_s, m4sam_hiera_b+, m4sam_hiera_l) or a YAML path.", True),
     "checkpoint": ParamSpec("", "M4-SAM checkpoint (.pt from m4sam-train). Empty: the bundled demo model "
                             "m4sam_ros/assets/demo_model.pt (only with model_config m4sam_demo).", True),
-    "sam2_checkpoint": ParamSpec("", "Official SAM2.1 weights (sam2.1_hiera_*.pt); needed by configs that "
-                                 "do not train the image trunk themselves (all but m4sam_demo).", True),
+    "sam2_checkpoint": ParamSpec("", "Official SAM2.1 weights (sam2.1_hiera_*.pt); needed by a checkpoint "
+                                 "that holds only its trained parts (it records which file; the demo model and "
+                                 "`m4sam-train --export-full` checkpoints need none).", True),
     "device": ParamSpec("auto", "Torch device: auto (cuda when available), cpu, cuda or cuda:N.", True),
     "image_size": ParamSpec(0, "Model input resolution in pixels (multiple of 32); 0 = the config's.",
                             True, (0, 2048, 32)),
