@@ -28,7 +28,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from m4sam_ros.model.build import build_m4sam
+from m4sam_ros.model.build import build_m4sam, load_config
 from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
 from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros import compat
@@ -715,11 +715,17 @@ def test_missing_or_wrong_checkpoint_fails_configure(context, tmp_path):
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     finally:
         node.destroy_node()
+    # a checkpoint trained on SAM2 weights (it records them): the loader's one message, naming the parameter
+    cfg = dict(load_config("m4sam_demo", image_size=64), train_base_in_full=False, train_sam_modules=False)
+    sam2 = tmp_path / "sam2.pt"
+    torch.save({"model": build_m4sam(cfg).sam.state_dict()}, sam2)
+    peft = tmp_path / "peft.pt"
+    save_m4sam_checkpoint(build_m4sam(cfg, sam2_checkpoint=sam2), peft)
     node = M4SamNode(context=context, parameter_overrides=[
-        Parameter("model_config", value="m4sam_hiera_t"), Parameter("checkpoint", value=str(bogus)),
-        Parameter("autostart", value=False)])
+        Parameter("checkpoint", value=str(peft)), Parameter("autostart", value=False)])
     try:
-        with pytest.raises(ConfigurationError, match="'sam2_checkpoint' is empty"):
+        with pytest.raises(ConfigurationError, match="'sam2_checkpoint' is empty.*holds only the parts M4-SAM "
+                                                     "trained.*sam2.pt"):
             node._resolve_weights()
     finally:
         node.destroy_node()
