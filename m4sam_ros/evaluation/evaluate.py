@@ -150,7 +150,7 @@ class PredictorRunner:
 
     def __init__(self, checkpoint: str | Path, config: str | None = None, sam2_checkpoint: str | None = None,
                  device: str = "cpu", image_size: int | None = None, output: str = "memory",
-                 protocol: str = DEFAULT_PROTOCOL, no_object_fallback: bool = True) -> None:
+                 protocol: str = DEFAULT_PROTOCOL, no_object_fallback: bool = True, minmax: bool = False) -> None:
         import torch
 
         from m4sam_ros.model import build_m4sam
@@ -176,6 +176,7 @@ class PredictorRunner:
         if protocol not in PROTOCOLS:
             raise EvalError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         self.protocol = protocol
+        self.minmax = minmax  # the authors' per-frame min-max normalisation (m4sam-eval's paper protocol)
         from m4sam_ros.model.checkpoint import recommended_output
 
         self.predictor = StreamingPredictor(model, torch.device(device),
@@ -218,7 +219,7 @@ class PredictorRunner:
                 res = self.predictor.step_tensor(image, depth01, frame.rgb.shape[:2])
             self.gate[(video.name, i)] = (res.blanked, res.fallback)
             memory, coarse = res.memory, res.coarse
-            if self.protocol == "paper":  # the authors' per-frame normalisation; combined: the mean of the two
+            if self.minmax:  # the authors' per-frame normalisation; combined: the mean of the two
                 memory, coarse = minmax_normalise(memory), minmax_normalise(coarse)
             yield i, {"coarse": coarse, "memory": memory, "combined": (memory + coarse) / 2}
 
@@ -427,7 +428,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if args.protocol == "paper" and clip_len < 1:
             raise EvalError(f"--clip-len must be >= 1 for the paper protocol, got {clip_len}")
         runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, args.device, args.image_size,
-                                 args.output, args.protocol, no_object_fallback=not args.no_fallback)
+                                 args.output, args.protocol, no_object_fallback=not args.no_fallback,
+                                 minmax=args.protocol == "paper")
         branches = list(BRANCHES) if args.output == "all" else [args.output]
         base = args.method or "m4sam"
         suffix = "" if args.protocol == DEFAULT_PROTOCOL else f"-{args.protocol}"
