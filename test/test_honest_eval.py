@@ -220,6 +220,35 @@ def test_paper_schedule_resets_at_each_clip_of_annotated_frames(tmp_path: Path) 
                                      (12, True), (13, False)]
 
 
+def test_paper_protocol_min_max_normalises_each_map_as_the_authors_do(tmp_path: Path) -> None:
+    """A random-weight model's maps span a narrow band; the paper protocol stretches each frame to
+    [0, 1] (``(x - min) / (max - min + 1e-8)``), the streaming protocol scores them as they are."""
+    import cv2
+
+    from m4sam_ros.evaluation.evaluate import minmax_normalise
+
+    np.testing.assert_allclose(minmax_normalise(np.array([[0.2, 0.4], [0.6, 0.3]])), [[0, 0.5], [1, 0.25]],
+                               atol=1e-6)
+    assert not minmax_normalise(np.full((3, 3), 0.7)).any()  # a constant map -> 0, as theirs
+    torch.manual_seed(0)
+    ckpt = tmp_path / "random.pt"
+    save_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=64), ckpt)
+    data = tmp_path / "data"
+    synth.write_vidsod_layout(synth.generate_video(610, 3, 64, 48), data / "test" / "v0")
+    ranges = {}
+    for protocol in ("paper", "streaming"):
+        out = tmp_path / protocol
+        assert eval_main(["--checkpoint", str(ckpt), "--dataset", "synthetic", "--data-root", str(data),
+                          "--out", str(out), "--protocol", protocol, "--output", "coarse", "--quiet"]) == 0
+        pngs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((out / "synthetic" / "v0").glob("*.png"))]
+        ranges[protocol] = [(int(p.min()), int(p.max())) for p in pngs]
+        row = json.loads((out / "metrics.json").read_text())["m4sam-coarse-streaming" if protocol == "streaming"
+                                                              else "m4sam-coarse"]["synthetic"]
+        assert row["normalisation"] == ("per-frame min-max" if protocol == "paper" else "none")
+    assert ranges["paper"] == [(0, 255)] * 3
+    assert all(hi - lo < 200 for lo, hi in ranges["streaming"]), ranges
+
+
 def _demo_without_objects(path: Path) -> Path:
     """The bundled (trained, confident) demo model with SAM2's object-score head forced to -5:
     every tracked frame is a "no object" frame; conditioning frames are not (their score comes
