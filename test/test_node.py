@@ -457,6 +457,37 @@ def test_diagnostics_states_with_the_real_node(harness_factory, checkpoint):
         "inference failing" in d.status[0].message for d in h.got["diagnostics"][-2:])
 
 
+def test_no_object_frames_are_counted_and_the_fallback_switch_reaches_the_predictor(context, tmp_path):
+    """Issue 20: the bundled demo model with SAM2's object-score head forced to -5, so every tracked
+    frame is a "no object" frame. With the fallback they are counted but not blank; switched off at
+    run time, each one is blank; /diagnostics carries the counts."""
+    from m4sam_ros.ros.params import DEMO_MODEL
+
+    model = build_m4sam("m4sam_demo", m4sam_checkpoint=DEMO_MODEL)
+    last = model.sam.sam_mask_decoder.pred_obj_score_head.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-5.0)
+    gated = tmp_path / "no_objects.pt"
+    save_m4sam_checkpoint(model, gated)
+    h = Harness(context, gated, fallback_confidence=0.0)  # 0: any coarse map is confident enough
+    try:
+        h.start()
+        for i in range(3):  # frame 0 is conditioned on its pseudo mask (never gated), 1-2 are tracked
+            send_frame(h, i, "mask")
+        assert (h.node.stats.no_object, h.node.stats.blanked) == (2, 0)
+        assert h.node.set_parameters([Parameter("no_object_fallback", value=False)])[0].successful
+        for i in range(3, 5):
+            send_frame(h, i, "mask")
+        assert (h.node.stats.no_object, h.node.stats.blanked) == (4, 2)
+        start = len(h.got["diagnostics"])
+        h.wait_for(lambda: len(h.got["diagnostics"]) > start, "diagnostics")
+        kv = {v.key: v.value for v in h.got["diagnostics"][-1].status[0].values}
+        assert kv["no_object_frames"] == "4" and kv["blanked_frames"] == "2" and kv["blanked_share"] == "0.400"
+    finally:
+        h.close()
+
+
 def test_negative_stamps_are_refused_not_inference_errors(harness_factory):
     h = harness_factory()
     h.start()

@@ -200,6 +200,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("eval-no-minmax", "m4sam_ros/evaluation/evaluate.py",
            r'minmax=args\.protocol == "paper"\)', "minmax=False)",
            (H, "-k", "min_max"), "the paper protocol scores maps without the authors' per-frame min-max", "EVAL"),
+    Mutant("node-fallback-param-ignored", "m4sam_ros/ros/params.py",
+           r'"no_object_fallback": "no_object_fallback",\n', "",
+           ("test/test_node.py", "-k", "no_object_frames"), "the node's no_object_fallback parameter never reaches "
+           "the predictor", "ROS"),
     Mutant("diag-blanked-share", "m4sam_ros/ros/diagnostics.py",
            r'"blanked_share": st\.blanked / st\.processed', '"blanked_share": st.no_object / st.processed',
            (H, "-k", "diagnostics"), "the node's diagnostics report gate hits as blanked frames", "ROS"),

@@ -82,6 +82,11 @@ PARAMS: dict[str, ParamSpec] = {
                         "output), coarse (the per-frame GMLFF head), combined (their mean), or auto (the branch the "
                         "checkpoint recommends, else memory).", False,
                         choices=("auto", "memory", "coarse", "combined")),
+    "no_object_fallback": ParamSpec(True, "On a frame SAM2's no-object gate blanks (object score <= 0: an all-black "
+                                    "memory map), use the coarse map instead when it is confident "
+                                    "(fallback_confidence). false: keep SAM2's blank."),
+    "fallback_confidence": ParamSpec(0.5, "Peak coarse-map probability above which no_object_fallback uses it.",
+                                     False, (0.0, 1.0)),
     "publish_mask": ParamSpec(True, "Publish ~/mask (mono8 0/255)."),
     "publish_saliency": ParamSpec(True, "Publish ~/saliency (32FC1 in [0,1])."),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rgb8 tint + boxes)."),
@@ -103,7 +108,9 @@ PARAMS: dict[str, ParamSpec] = {
 }
 
 #: Node parameters handed to the predictor (name on the node -> predictor keyword/attribute).
-PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold", "output": "output"}
+PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold", "output": "output",
+                                        "no_object_fallback": "no_object_fallback",
+                                        "fallback_confidence": "fallback_confidence"}
 
 
 def descriptor(name: str, spec: ParamSpec) -> ParameterDescriptor:
