@@ -230,7 +230,7 @@ def test_protocols_paper_and_streaming(data_root: Path, checkpoint: Path, tmp_pa
                           "--out", str(out), "--protocol", protocol, "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["m4sam-memory"]["rdvs"]["protocol"] == "paper"
-    assert metrics["m4sam-memory"]["rdvs"]["clip_len"] == 16 and metrics["m4sam-memory"]["rdvs"]["frames"] == 6
+    assert metrics["m4sam-memory"]["rdvs"]["clip_len"] == 4 and metrics["m4sam-memory"]["rdvs"]["frames"] == 6
     assert metrics["m4sam-memory-streaming"]["rdvs"]["protocol"] == "streaming"
     md = (out / "metrics.md").read_text()
     assert "default: paper" in md and "`paper` (default)" in md and "`streaming`" in md

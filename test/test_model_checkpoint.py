@@ -104,10 +104,10 @@ def test_m4sam_round_trip_peft_holds_only_trained_parts(tmp_path):
     file) the rebuilt model gives identical outputs."""
     s = 64
     torch.manual_seed(0)
-    a = build_m4sam("m4sam_hiera_t", image_size=s)
-    _perturb_trained(a)
     sam_path, ckpt_path = tmp_path / "sam2.pt", tmp_path / "m4sam.pt"
-    torch.save({"model": a.sam.state_dict()}, sam_path)
+    torch.save({"model": build_m4sam("m4sam_hiera_t", image_size=s).sam.state_dict()}, sam_path)
+    a = build_m4sam("m4sam_hiera_t", image_size=s, sam2_checkpoint=sam_path)  # trained on SAM2 weights
+    _perturb_trained(a)
     save_m4sam_checkpoint(a, ckpt_path)
     keys = set(torch.load(ckpt_path, weights_only=True)["state_dict"])
     assert keys and all(k.split(".")[0] in {"adapters", "fusion", "gmlff", "head"}

@@ -29,7 +29,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 from waiting import Deadline, load_scale
 
-from m4sam_ros.model.build import build_m4sam
+from m4sam_ros.model.build import build_m4sam, load_config
 from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
 from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros import compat
@@ -541,6 +541,37 @@ def test_diagnostics_states_with_the_real_node(harness_factory, checkpoint):
         "inference failing" in d.status[0].message for d in h.got["diagnostics"][-2:])
 
 
+def test_no_object_frames_are_counted_and_the_fallback_switch_reaches_the_predictor(context, tmp_path):
+    """Issue 20: the bundled demo model with SAM2's object-score head forced to -5, so every tracked
+    frame is a "no object" frame. With the fallback they are counted but not blank; switched off at
+    run time, each one is blank; /diagnostics carries the counts."""
+    from m4sam_ros.ros.params import DEMO_MODEL
+
+    model = build_m4sam("m4sam_demo", m4sam_checkpoint=DEMO_MODEL)
+    last = model.sam.sam_mask_decoder.pred_obj_score_head.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-5.0)
+    gated = tmp_path / "no_objects.pt"
+    save_m4sam_checkpoint(model, gated)
+    h = Harness(context, gated, fallback_confidence=0.0)  # 0: any coarse map is confident enough
+    try:
+        h.start()
+        for i in range(3):  # frame 0 is conditioned on its pseudo mask (never gated), 1-2 are tracked
+            send_frame(h, i, "mask")
+        assert (h.node.stats.no_object, h.node.stats.blanked) == (2, 0)
+        assert h.node.set_parameters([Parameter("no_object_fallback", value=False)])[0].successful
+        for i in range(3, 5):
+            send_frame(h, i, "mask")
+        assert (h.node.stats.no_object, h.node.stats.blanked) == (4, 2)
+        start = len(h.got["diagnostics"])
+        h.wait_for(lambda: len(h.got["diagnostics"]) > start, "diagnostics")
+        kv = {v.key: v.value for v in h.got["diagnostics"][-1].status[0].values}
+        assert kv["no_object_frames"] == "4" and kv["blanked_frames"] == "2" and kv["blanked_share"] == "0.400"
+    finally:
+        h.close()
+
+
 def test_negative_stamps_are_refused_not_inference_errors(harness_factory):
     h = harness_factory()
     h.start()
@@ -799,11 +830,17 @@ def test_missing_or_wrong_checkpoint_fails_configure(context, tmp_path):
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     finally:
         node.destroy_node()
+    # a checkpoint trained on SAM2 weights (it records them): the loader's one message, naming the parameter
+    cfg = dict(load_config("m4sam_demo", image_size=64), train_base_in_full=False, train_sam_modules=False)
+    sam2 = tmp_path / "sam2.pt"
+    torch.save({"model": build_m4sam(cfg).sam.state_dict()}, sam2)
+    peft = tmp_path / "peft.pt"
+    save_m4sam_checkpoint(build_m4sam(cfg, sam2_checkpoint=sam2), peft)
     node = M4SamNode(context=context, parameter_overrides=[
-        Parameter("model_config", value="m4sam_hiera_t"), Parameter("checkpoint", value=str(bogus)),
-        Parameter("autostart", value=False)])
+        Parameter("checkpoint", value=str(peft)), Parameter("autostart", value=False)])
     try:
-        with pytest.raises(ConfigurationError, match="'sam2_checkpoint' is empty"):
+        with pytest.raises(ConfigurationError, match="'sam2_checkpoint' is empty.*holds only the parts M4-SAM "
+                                                     "trained.*sam2.pt"):
             node._resolve_weights()
     finally:
         node.destroy_node()

@@ -50,6 +50,7 @@ class Mutant:
 
 
 P = "test/test_predictor.py"
+H = "test/test_honest_eval.py"
 MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- the seven of issue 15's table
     Mutant("predictor-memory-fp32", "m4sam_ros/predictor/memory_bank.py",
@@ -376,6 +377,50 @@ MUTANTS: tuple[Mutant, ...] = (
            r"abs\(dh / dw - h / w\) > 0\.01 \* h / w", "abs(dh / dw - h / w) > 0.1 * h / w",
            ("test/test_depth_resize.py", "-k", "aspect"), "depth 4 % off colour's aspect ratio resized, not refused",
            "TESTS"),
+    # ---- issue 20 (i20a)
+    Mutant("sam2-rule-skipped", "m4sam_ros/model/build.py",
+           r"        check_sam2_weights\(m4sam_checkpoint, ckpt, sam2_checkpoint\)", "        pass",
+           (H, "-k", "every_entry_point"),
+           "a checkpoint trained on SAM2 weights builds on a random encoder without them", "MODEL"),
+    Mutant("sam2-mismatch-silent", "m4sam_ros/model/checkpoint.py",
+           r'if given\["sha256"\] != record\["sha256"\]:', "if False:",
+           (H, "-k", "another_sam2"), "a SAM2 file with another SHA-256 loads without a warning", "MODEL"),
+    Mutant("export-full-trained-only", "m4sam_ros/model/checkpoint.py",
+           r"full = full or record is None", "full = record is None",
+           (H, "-k", "export_full"), "--export-full writes only the trained parts", "MODEL"),
+    Mutant("load-lacking-weights", "m4sam_ros/model/checkpoint.py",
+           r"missing = \[k for k in expected if k not in sd\]", "missing = []",
+           (H, "-k", "lacking"), "an M4-SAM checkpoint lacking a trained weight loads (issue 22 item 3)",
+           "MODEL"),
+    Mutant("paper-clips-drop-remainder", "m4sam_ros/evaluation/evaluate.py",
+           r"for i in range\(0, len\(annotated\), clip_len\)\]",
+           "for i in range(0, len(annotated) - clip_len + 1, clip_len)]",
+           (H, "-k", "paper_clips or paper_schedule"), "the paper protocol drops the remainder clip", "EVAL"),
+    Mutant("paper-clips-sliding", "m4sam_ros/evaluation/evaluate.py",
+           r"for i in range\(0, len\(annotated\), clip_len\)\]",
+           "for i in range(0, max(len(annotated) - clip_len + 1, 1))]",
+           (H, "-k", "paper_clips"), "the paper protocol cuts sliding windows, not non-overlapping clips", "EVAL"),
+    Mutant("clip-start-binary-prompt", "m4sam_ros/predictor/streaming.py",
+           r'\(condition and self\.condition_output == "coarse"\)', "(False)",
+           (H, "-k", "clip_starts or forced_no_object"),
+           "a clip start is scored as the binarised prompt, not the soft coarse map", "EVAL"),
+    Mutant("no-object-blank", "m4sam_ros/predictor/streaming.py",
+           r"or \(blanked and self\.no_object_fallback and", "or (False and",
+           (H, "-k", "forced_no_object"), "a no-object frame stays all black under a confident coarse map",
+           "EVAL"),
+    Mutant("eval-blanked-share", "m4sam_ros/evaluation/evaluate.py",
+           r'"blanked_frames": hit - fell', '"blanked_frames": hit',
+           (H, "-k", "clip_starts"), "eval counts fallen-back frames as blank", "EVAL"),
+    Mutant("eval-no-minmax", "m4sam_ros/evaluation/evaluate.py",
+           r'minmax=args\.protocol == "paper"\)', "minmax=False)",
+           (H, "-k", "min_max"), "the paper protocol scores maps without the authors' per-frame min-max", "EVAL"),
+    Mutant("node-fallback-param-ignored", "m4sam_ros/ros/params.py",
+           r'"no_object_fallback": "no_object_fallback",\n', "",
+           ("test/test_node.py", "-k", "no_object_frames"), "the node's no_object_fallback parameter never reaches "
+           "the predictor", "ROS"),
+    Mutant("diag-blanked-share", "m4sam_ros/ros/diagnostics.py",
+           r'"blanked_share": st\.blanked / st\.processed', '"blanked_share": st.no_object / st.processed',
+           (H, "-k", "diagnostics"), "the node's diagnostics report gate hits as blanked frames", "ROS"),
 )
 
 

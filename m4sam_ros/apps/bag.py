@@ -548,7 +548,7 @@ def _stop(signum: int, frame: Any) -> None:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
+    return text if len(text) <= 1200 else text[:1197] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> BagSummary:
-    from m4sam_ros.model.checkpoint import CheckpointError
+    from m4sam_ros.model.checkpoint import CheckpointError, MissingSAM2WeightsError
     from m4sam_ros.predictor import StreamingPredictor
 
     check_video_path(args.video)  # before a model is built
@@ -596,6 +596,8 @@ def _run(args: argparse.Namespace) -> BagSummary:
         predictor = StreamingPredictor.from_config(args.config, m4sam_checkpoint=checkpoint,
                                                    sam2_checkpoint=args.sam2_checkpoint, device=device,
                                                    output=args.branch, mask_threshold=args.mask_threshold)
+    except MissingSAM2WeightsError as exc:  # the loader's one message, word for word
+        raise BagError(str(exc)) from exc
     except (CheckpointError, RuntimeError, KeyError, EOFError) as exc:  # torch.load / state-dict errors
         raise BagError(f"cannot build the model from checkpoint {checkpoint} (config {args.config}): "
                        f"{_one_line(exc)}") from exc

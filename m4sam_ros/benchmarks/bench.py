@@ -11,6 +11,8 @@ Times are steady-state medians (first ``--warmup`` frames left out), reported as
 SAM2VideoPredictor. State sizes are the bytes of tensors each keeps between frames, after warm-up
 and at the last frame (SAM2VP's preloaded video frames are left out of its figure: they are input,
 not memory). ``--memory-only --frames 10000`` soaks the streaming state alone.
+``--checkpoint CKPT`` times a trained model instead (its own config; ``--sam2-checkpoint`` when it
+needs SAM2's weights: the loader's rule, as everywhere).
 
 ``--gpu-suite`` is the one command for a CUDA machine (``m4sam_ros.benchmarks.gpu_suite``): ~30
 training steps of hiera-l at 352 px from random weights in the official SAM2.1 format, streaming
@@ -60,17 +62,30 @@ def _vp_state_bytes(state: dict[str, Any]) -> int:
     return tensor_nbytes({k: v for k, v in state.items() if k != "images"})
 
 
+def _bench_model(model_size: str, device: str, size: int, checkpoint: str | None, sam2_checkpoint: str | None
+                 ) -> tuple[torch.nn.Module, Any, str | None]:
+    """(model, its config, SAM2 hydra config or None = the config's own): random weights of
+    ``model_size``, or a trained ``checkpoint`` at ``size`` (built by the one loader)."""
+    config, sam2_config = MODEL_SIZES[model_size]
+    if checkpoint is not None:
+        from m4sam_ros.model.checkpoint import read_m4sam_checkpoint
+
+        config, sam2_config = dict(read_m4sam_checkpoint(checkpoint)["config"], image_size=size), None
+    return (build_m4sam(config, sam2_checkpoint=sam2_checkpoint, m4sam_checkpoint=checkpoint, device=device,
+                        image_size=size), config, sam2_config)
+
+
 def run_bench(size: int = 256, frames: int = 40, device: str = "cpu", model_size: str = "tiny", warmup: int = 5,
-              seed: int = 0, width: int = 320, height: int = 240) -> dict[str, Any]:
+              seed: int = 0, width: int = 320, height: int = 240, checkpoint: str | None = None,
+              sam2_checkpoint: str | None = None) -> dict[str, Any]:
     """Runs the three predictors and returns the figures (the JSON keys of the CLI)."""
     from sam2.build_sam import build_sam2_video_predictor
 
     if frames <= warmup + 1:
         raise ValueError(f"--frames must exceed --warmup + 1 ({warmup + 1}), got {frames}")
-    config, sam2_config = MODEL_SIZES[model_size]
     dev = torch.device(device)
     torch.manual_seed(seed)
-    model = build_m4sam(config, device=device, image_size=size)
+    model, config, sam2_config = _bench_model(model_size, device, size, checkpoint, sam2_checkpoint)
     video = generate_video(seed + 4242, frames, width, height)
     overrides = [f"++model.image_size={size}"]
     if sam2_config is None:
@@ -131,11 +146,11 @@ def run_bench(size: int = 256, frames: int = 40, device: str = "cpu", model_size
     return out
 
 
-def run_memory_soak(size: int, frames: int, device: str, model_size: str, seed: int = 0) -> dict[str, Any]:
+def run_memory_soak(size: int, frames: int, device: str, model_size: str, seed: int = 0,
+                    checkpoint: str | None = None, sam2_checkpoint: str | None = None) -> dict[str, Any]:
     """Streams ``frames`` frames (a looping synthetic video) and records the state size over time."""
-    config, _ = MODEL_SIZES[model_size]
     torch.manual_seed(seed)
-    predictor = StreamingPredictor(build_m4sam(config, device=device, image_size=size), device,
+    predictor = StreamingPredictor(_bench_model(model_size, device, size, checkpoint, sam2_checkpoint)[0], device,
                                    reinit_low_score_frames=10**9, reinit_iou_frames=10**9)
     video = generate_video(seed + 4242, 60, 160, 120)
     sizes = {}
@@ -156,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=40, help="frames streamed (and timed)")
     add_device_argument(p)
     p.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny", help="SAM2 trunk size")
+    p.add_argument("--checkpoint", help="time this trained M4-SAM checkpoint (its own config) instead of random "
+                   "weights of --model-size")
+    p.add_argument("--sam2-checkpoint", help="the SAM2.1 weights --checkpoint was trained on (when it records any)")
     p.add_argument("--warmup", type=int, default=5, help="frames left out of the timing medians")
     p.add_argument("--memory-only", action="store_true", help="soak: stream --frames frames, report state size")
     p.add_argument("--json", help="also write the figures here (atomically)")
@@ -189,12 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--device: {exc}")
     if args.size % 32:
         p.error(f"--size must be a multiple of 32, got {args.size}")
-    if args.memory_only:
-        if args.frames < 18:
-            p.error("--memory-only needs --frames >= 18 (past the 16-frame memory window)")
-        res = run_memory_soak(args.size, args.frames, args.device, args.model_size)
-    else:
-        res = run_bench(args.size, args.frames, args.device, args.model_size, args.warmup)
+    from m4sam_ros.model.checkpoint import CheckpointError
+
+    weights = {"checkpoint": args.checkpoint, "sam2_checkpoint": args.sam2_checkpoint}
+    try:
+        if args.memory_only:
+            if args.frames < 18:
+                p.error("--memory-only needs --frames >= 18 (past the 16-frame memory window)")
+            res = run_memory_soak(args.size, args.frames, args.device, args.model_size, **weights)
+        else:
+            res = run_bench(args.size, args.frames, args.device, args.model_size, args.warmup, **weights)
+    except CheckpointError as exc:
+        print(f"m4sam-bench: error: {exc}", file=sys.stderr)
+        return 2
     width = max(len(k) for k in res)
     for k, v in res.items():
         print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")

@@ -5,12 +5,22 @@ Three sources of maps, one scorer (``m4sam_ros.evaluation.metrics``, i.e. PySODM
 - ``--checkpoint CKPT``: runs the streaming predictor over every video of the split under one of
   two protocols (``--protocol``):
 
-  - ``paper`` (the default; comparable with published figures): non-overlapping clips of
-    ``--clip-len`` (16) ANNOTATED frames, fed one after the other with the memory reset at every
-    clip start, scored on the memory output, with no re-initialisation heuristics (no
-    low-score / disagreement re-conditioning, no shot-cut check);
+  - ``paper`` (the default): the authors' test protocol (their ``test.py`` with
+    ``dataset_utils.clipper``): a video's ANNOTATED frames, in name order, cut into non-overlapping
+    clips of ``--clip-len`` (4) frames, ``[a[i:i+4] for i in range(0, n, 4)]``; the remainder is
+    a shorter last clip (the authors pad it by repeating its last frame and skip the repeats when
+    scoring: with a causal predictor the padding cannot change the real frames, so it is left
+    out). The memory is reset at every clip start, each clip's first frame is scored from its soft
+    coarse map (the prediction its prompt is cut from, not the binarised prompt), the rest from
+    the memory output, with no re-initialisation heuristics; every map is min-max normalised per
+    frame before scoring, as the authors' script does;
   - ``streaming`` (what the node does): every frame of a video in order, one reset per video,
     the predictor with its default heuristics; only annotated frames are scored.
+
+  Frames whose object score is <= 0 (SAM2's "no object" gate: -1024 everywhere) fall back to the
+  coarse map when it is confident (``--no-fallback`` keeps the blank); the metrics file names the
+  protocol, the clip length, the frames scored and the share of scored frames the gate hit
+  (``no_object_share``) and left blank (``blanked_share``).
 
   ``--output coarse|memory|combined|all`` picks the branch(es) (default: memory).
 - ``--pred-dir DIR``: maps saved by any method as ``DIR[/<dataset>]/<video>/<stem>.png``.
@@ -45,11 +55,14 @@ from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resol
 
 BRANCHES = ("coarse", "memory", "combined")
 PROTOCOLS = {
-    "paper": "non-overlapping clips of {clip_len} annotated frames, memory reset per clip, no re-initialisation "
-             "heuristics (the published protocol)",
+    "paper": "the authors' test protocol: annotated frames cut into non-overlapping clips of {clip_len} (remainder: "
+             "a shorter last clip), memory reset per clip, clip start scored from its soft coarse map, no "
+             "re-initialisation heuristics, per-frame min-max normalised maps",
     "streaming": "every frame in order, one reset per video, the node's predictor with its heuristics",
 }
 DEFAULT_PROTOCOL = "paper"
+#: the authors' test clip length (test.py --vid_len 4)
+PAPER_CLIP_LEN = 4
 #: the predictor settings that switch the re-initialisation heuristics off (paper protocol)
 NO_HEURISTICS = {"reinit_low_score_frames": 10**9, "reinit_iou_frames": 10**9, "reinit_cut_threshold": -2.0}
 PRED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -117,12 +130,28 @@ def _gt_frames(video: Video) -> Iterator[int]:
     return (i for i in range(len(video)) if video.has_gt(i))
 
 
+def paper_clips(annotated: list[int], clip_len: int) -> list[list[int]]:
+    """The authors' clip cutting (``dataset_utils.clipper``): consecutive, non-overlapping chunks of
+    ``clip_len`` annotated frames in order; the last chunk holds the remainder (shorter).
+    ``clip_len`` <= 0: the whole list is one clip."""
+    if clip_len <= 0:
+        return [list(annotated)] if annotated else []
+    return [list(annotated[i:i + clip_len]) for i in range(0, len(annotated), clip_len)]
+
+
+def minmax_normalise(x: np.ndarray) -> np.ndarray:
+    """The authors' per-frame normalisation: ``(x - min) / (max - min + 1e-8)`` (a constant map -> 0)."""
+    x = np.asarray(x, np.float32)
+    lo = float(x.min())
+    return ((x - lo) / (float(x.max()) - lo + 1e-8)).astype(np.float32)
+
+
 class PredictorRunner:
     """Runs the streaming predictor over a video and yields per-branch float maps per frame."""
 
     def __init__(self, checkpoint: str | Path, config: str | None = None, sam2_checkpoint: str | None = None,
                  device: str = "cpu", image_size: int | None = None, output: str = "memory",
-                 protocol: str = DEFAULT_PROTOCOL) -> None:
+                 protocol: str = DEFAULT_PROTOCOL, no_object_fallback: bool = True, minmax: bool = False) -> None:
         import torch
 
         from m4sam_ros.model import build_m4sam
@@ -148,14 +177,18 @@ class PredictorRunner:
         if protocol not in PROTOCOLS:
             raise EvalError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         self.protocol = protocol
+        self.minmax = minmax  # the authors' per-frame min-max normalisation (m4sam-eval's paper protocol)
         from m4sam_ros.model.checkpoint import recommended_output
 
         self.predictor = StreamingPredictor(model, torch.device(device),
                                             output=output if output in BRANCHES else "memory",
                                             recommended_output=recommended_output(ckpt),
+                                            no_object_fallback=no_object_fallback,
                                             **(NO_HEURISTICS if protocol == "paper" else {}))
         self.image_size = int(model.image_size)
         self.extra = ckpt.get("extra", {})
+        #: (video name, frame index) -> (no-object gate fired, fell back to the coarse map)
+        self.gate: dict[tuple[str, int], tuple[bool, bool]] = {}
 
     def schedule(self, video: Video, clip_len: int) -> list[tuple[int, bool]]:
         """(frame index, reset before it) in feeding order, as the protocol prescribes.
@@ -165,9 +198,7 @@ class PredictorRunner:
         if self.protocol == "streaming":
             return [(i, i == 0) for i in range(len(video))]
         annotated = [i for i in range(len(video)) if video.has_gt(i)]
-        if clip_len <= 0:
-            return [(i, k == 0) for k, i in enumerate(annotated)]
-        return [(i, k % clip_len == 0) for k, i in enumerate(annotated)]
+        return [(i, k == 0) for clip in paper_clips(annotated, clip_len) for k, i in enumerate(clip)]
 
     def run(self, video: Video, clip_len: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Frame index -> {coarse, memory, combined} float maps at the frame's resolution."""
@@ -187,8 +218,23 @@ class PredictorRunner:
                 image = rgb_to_tensor(frame.rgb, self.image_size).to(dev)
                 depth01 = depth_to_tensor(normalize_depth(frame.depth, video.depth_kind), self.image_size).to(dev)
                 res = self.predictor.step_tensor(image, depth01, frame.rgb.shape[:2])
+            self.gate[(video.name, i)] = (res.blanked, res.fallback)
             memory, coarse = res.memory, res.coarse
+            if self.minmax:  # the authors' per-frame normalisation; combined: the mean of the two
+                memory, coarse = minmax_normalise(memory), minmax_normalise(coarse)
             yield i, {"coarse": coarse, "memory": memory, "combined": (memory + coarse) / 2}
+
+    def gate_counts(self, videos: list[Video]) -> dict[str, Any]:
+        """Over the scored (annotated) frames: how many the no-object gate hit, how many of those
+        fell back to the coarse map, how many stayed blank, and the shares."""
+        scored = [(v.name, i) for v in videos for i in _gt_frames(v)]
+        flags = [self.gate.get(key, (False, False)) for key in scored]
+        hit = sum(b for b, _ in flags)
+        fell = sum(b and f for b, f in flags)
+        n = max(len(scored), 1)
+        return {"frames_scored": len(scored), "no_object_frames": hit, "fallback_frames": fell,
+                "blanked_frames": hit - fell, "no_object_share": round(hit / n, 6),
+                "blanked_share": round((hit - fell) / n, 6)}
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -280,13 +326,16 @@ def protocol_notes(metrics: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     lines = [f"Protocols (m4sam-eval --protocol; default: {DEFAULT_PROTOCOL}):", ""]
     for name, text in PROTOCOLS.items():
         lines.append(f"- `{name}`{' (default)' if name == DEFAULT_PROTOCOL else ''}: "
-                     f"{text.format(clip_len='--clip-len (16)')}")
-    rows = [(m, d, r["protocol"], r.get("clip_len")) for m, per in metrics.items() for d, r in per.items()
-            if "protocol" in r]
+                     f"{text.format(clip_len=f'--clip-len ({PAPER_CLIP_LEN})')}")
+    rows = [(m, d, r) for m, per in metrics.items() for d, r in per.items() if "protocol" in r]
     if rows:
         lines += ["", "Rows scored here:", ""]
-        lines += [f"- {m} on {d}: `{p}`" + (f", clips of {c} annotated frames" if p == "paper" else "")
-                  for m, d, p, c in rows]
+        lines += [f"- {m} on {d}: `{r['protocol']}`"
+                  + (f", clips of {r.get('clip_len')} annotated frames" if r["protocol"] == "paper" else "")
+                  + (f", {r['frames']} frames scored" if "frames" in r else "")
+                  + (f", no-object gate on {100 * r['no_object_share']:.1f} % of them, "
+                     f"{100 * r['blanked_share']:.1f} % left blank" if "blanked_share" in r else "")
+                  for m, d, r in rows]
     return lines
 
 
@@ -327,9 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split folder of the dataset")
     p.add_argument("--out", required=True, help="folder for predictions, metrics.json/.md, plots")
     p.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
-                   help="paper: clips of --clip-len annotated frames, memory output, no heuristics (default); "
-                        "streaming: exactly what the node does")
-    p.add_argument("--clip-len", type=int, help="paper protocol: annotated frames per clip (default 16)")
+                   help="paper: the authors' test protocol, non-overlapping clips of --clip-len annotated frames "
+                        "(default); streaming: the whole video through the streaming predictor, as the node does")
+    p.add_argument("--clip-len", type=int,
+                   help=f"paper protocol: annotated frames per clip (default {PAPER_CLIP_LEN}, the authors')")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="keep SAM2's all-black map on frames its no-object gate hits (default: the coarse map "
+                        "when it is confident)")
     p.add_argument("--output", choices=[*BRANCHES, "all"], default="memory", help="branch(es) to save and score")
     p.add_argument("--method", help="name in the tables (default: m4sam-<branch>, the pred-dir name, depth-baseline)")
     p.add_argument("--config", help="model config; default: the one stored in the checkpoint")
@@ -373,7 +426,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if args.protocol == "streaming" and args.clip_len is not None:
             raise EvalError("--clip-len is for --protocol paper; the streaming protocol resets once per video, "
                             "as the node does")
-        clip_len = 16 if args.clip_len is None else args.clip_len
+        clip_len = PAPER_CLIP_LEN if args.clip_len is None else args.clip_len
         if args.protocol == "paper" and clip_len < 1:
             raise EvalError(f"--clip-len must be >= 1 for the paper protocol, got {clip_len}")
         try:
@@ -381,7 +434,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         except ValueError as exc:
             raise EvalError(f"--device: {exc}") from exc
         runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, device, args.image_size,
-                                 args.output, args.protocol)
+                                 args.output, args.protocol, no_object_fallback=not args.no_fallback,
+                                 minmax=args.protocol == "paper")
         branches = list(BRANCHES) if args.output == "all" else [args.output]
         base = args.method or "m4sam"
         suffix = "" if args.protocol == DEFAULT_PROTOCOL else f"-{args.protocol}"
@@ -393,9 +447,10 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 yield i, {names[b]: by_branch[b] for b in branches}
 
         results = evaluate_maps(videos, maps, list(names.values()), save, progress=not args.quiet)
-        meta |= {"source": str(args.checkpoint), "protocol": args.protocol}
-        if args.protocol == "paper":
-            meta["clip_len"] = clip_len
+        meta |= {"source": str(args.checkpoint), "protocol": args.protocol,
+                 "clip_len": clip_len if args.protocol == "paper" else None,
+                 "normalisation": "per-frame min-max" if args.protocol == "paper" else "none",
+                 "no_object_fallback": not args.no_fallback} | runner.gate_counts(videos)
     frames = sum(len(v) for v in videos)
     meta["seconds"] = round(time.perf_counter() - t0, 2)
     meta["fps"] = round(frames / max(meta["seconds"], 1e-9), 2)

@@ -6,9 +6,11 @@ normalisation) and ``depth`` (the one depth normalisation). May import ``util``,
 never ``predictor``, ``data``, ``training``, ``evaluation``, ``ros`` or rclpy. See docs/DESIGN.md.
 """
 
-from .build import build_m4sam
+from .build import build_m4sam, export_full_checkpoint
 from .checkpoint import (
     CheckpointError,
+    MissingSAM2WeightsError,
+    SAM2WeightsMismatchWarning,
     load_m4sam_checkpoint,
     load_sam2_checkpoint,
     save_m4sam_checkpoint,
@@ -22,9 +24,12 @@ __all__ = [
     "ENDLESS",
     "M4SAM",
     "CheckpointError",
+    "MissingSAM2WeightsError",
+    "SAM2WeightsMismatchWarning",
     "EncodedFrames",
     "available_configs",
     "build_m4sam",
+    "export_full_checkpoint",
     "load_config",
     "load_m4sam_checkpoint",
     "load_sam2_checkpoint",

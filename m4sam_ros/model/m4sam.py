@@ -52,6 +52,9 @@ class M4SAM(nn.Module):
         self.sam = sam
         self.config = config
         self.image_size = int(sam.image_size)
+        # the pre-trained SAM2 weights under this model ({name, size, sha256}; None: random or all
+        # weights its own); build_m4sam sets it, checkpoints record it (model.checkpoint)
+        self.sam2_weights: dict[str, Any] | None = None
         moe = config["moe_lora"]
         self._state = ModalityState()
         self.adapters = nn.ModuleList()

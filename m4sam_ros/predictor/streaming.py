@@ -10,6 +10,14 @@ It is the one inference path of the project (node, bag tool, evaluation, benchma
 - Re-initialisation (``reinit_policy.ReinitPolicy``): the object score stays low, or memory and
   coarse maps disagree (IoU below a threshold), for N frames in a row, or a scene cut; a stamp going
   backwards (a looping rosbag) starts afresh.
+- No silent blanks: SAM2 gates a frame whose object score logit is <= 0 to -1024 everywhere (an
+  all-black map). When that happens and the coarse map is confident (its peak probability above
+  ``fallback_confidence``), the frame's memory map is the coarse map instead (``fallback``);
+  ``no_object_fallback=False`` keeps SAM2's blank. ``blanked`` / ``fallback`` on every result say
+  which frames the gate hit (eval and the node's diagnostics report the share).
+- A conditioning frame's memory map is a real prediction: the soft coarse map its prompt was cut
+  from (``condition_output="coarse"``), not the binarised prompt SAM2 passes through its 4x
+  down/up mask path (``"prompt"``, SAM2's own behaviour and always that of a given ``mask_prompt``).
 - Bounded state (``memory_bank.MemoryBank``): conditioning frames (at most ``max_cond_frames``,
   oldest dropped) plus the last ``max(num_maskmem - 1, max_obj_ptrs_in_encoder - 1)`` = 15 other
   frames, each holding only the fields later frames read, stored as SAM2's video predictor stores
@@ -41,6 +49,8 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("memory", "coarse", "combined")
 #: ``auto``: the checkpoint's recommended branch (``from_config``), else memory.
 OUTPUT_CHOICES = ("auto", *OUTPUTS)
+#: what a conditioning frame's memory map is: the soft coarse map, or SAM2's pass-through of the prompt
+CONDITION_OUTPUTS = ("coarse", "prompt")
 
 
 class Box(NamedTuple):
@@ -69,6 +79,8 @@ class SaliencyResult:
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
     memory_logits: np.ndarray | None = None  # float32 HxW logits of the memory branch (parity checks)
     pseudo_confident: bool | None = None  # conditioning frames: did the pseudo mask pass 0.5 anywhere?
+    blanked: bool = False           # SAM2's no-object gate fired (object score logit <= 0: -1024 everywhere)
+    fallback: bool = False          # ... and the memory map is the confident coarse map instead
 
 
 def boxes_from_mask(mask: np.ndarray, saliency: np.ndarray, min_area: int) -> list[Box]:
@@ -117,11 +129,19 @@ class StreamingPredictor:
                  reinit_low_score_frames: int = 5, reinit_iou_threshold: float = 0.2,
                  reinit_iou_frames: int = 5, reinit_cut_threshold: float = 0.3, max_cond_frames: int = 4,
                  rgb_only: bool = False, recommended_output: str = "memory",
-                 use_autocast: bool | None = None, compile: bool | str = False) -> None:
+                 use_autocast: bool | None = None, compile: bool | str = False, no_object_fallback: bool = True,
+                 fallback_confidence: float = 0.5, condition_output: str = "coarse") -> None:
         if recommended_output not in OUTPUTS:
             raise ValueError(f"recommended_output must be one of {OUTPUTS}, got {recommended_output!r}")
         self.recommended_output = recommended_output
         output = self._resolve_output(output)
+        if condition_output not in CONDITION_OUTPUTS:
+            raise ValueError(f"condition_output must be one of {CONDITION_OUTPUTS}, got {condition_output!r}")
+        if not 0.0 <= fallback_confidence <= 1.0:
+            raise ValueError(f"fallback_confidence is a probability in [0, 1], got {fallback_confidence}")
+        self.no_object_fallback = bool(no_object_fallback)
+        self.fallback_confidence = float(fallback_confidence)
+        self.condition_output = condition_output
         if max_cond_frames < 2:
             raise ValueError(f"max_cond_frames must be >= 2 (SAM2's memory attention needs it), got {max_cond_frames}")
         self.device = torch.device(device)
@@ -165,9 +185,9 @@ class StreamingPredictor:
         if config is None:
             if m4sam_checkpoint is None:
                 raise ValueError("give a model config (e.g. 'm4sam_hiera_t') or an M4-SAM checkpoint that holds one")
-            from m4sam_ros.model.checkpoint import safe_load
+            from m4sam_ros.model.checkpoint import read_m4sam_checkpoint
 
-            config = safe_load(m4sam_checkpoint)["config"]
+            config = read_m4sam_checkpoint(m4sam_checkpoint)["config"]
             if image_size is not None:
                 config = dict(config, image_size=image_size)
                 image_size = None
@@ -186,7 +206,8 @@ class StreamingPredictor:
         """Run-time changes (the node's parameters); unknown names are an error."""
         for name, value in values.items():
             if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
-                            "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output"}:
+                            "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output",
+                            "no_object_fallback", "fallback_confidence"}:
                 raise ValueError(f"unknown threshold {name!r}")
             if name == "output":
                 value = self._resolve_output(value)
@@ -304,6 +325,15 @@ class StreamingPredictor:
         timings["track"] = (time.perf_counter() - t2) * 1e3
         t3 = time.perf_counter()
         memory_logits, memory, coarse, object_score = self._maps(out, coarse_logits, orig_hw)
+        blanked = bool((out["object_score_logits"] <= 0).any().item())
+        fallback = False
+        if coarse_logits is not None and mask_prompt is None and (
+                (condition and self.condition_output == "coarse")
+                or (blanked and self.no_object_fallback and float(coarse.max()) > self.fallback_confidence)):
+            # a real prediction instead of the binarised prompt / SAM2's all -1024 "no object" map
+            fallback = blanked and not condition
+            memory_logits = F.interpolate(coarse_logits.float(), size=orig_hw, mode="bilinear", align_corners=False)
+            memory = coarse
         saliency = {"memory": memory, "coarse": coarse, "combined": (memory + coarse) / 2}[self.output]
         reinit_next = False
         if not condition and coarse_logits is not None:
@@ -318,7 +348,7 @@ class StreamingPredictor:
                               object_score=object_score, reinitialized=condition, frame_index=idx,
                               stamp=stamp, timings=timings,
                               memory_logits=memory_logits[0, 0].cpu().numpy().astype(np.float32),
-                              pseudo_confident=confident)
+                              pseudo_confident=confident, blanked=blanked, fallback=fallback)
 
     def _encode_frame(self, image: torch.Tensor, depth01: torch.Tensor | None
                       ) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor], list[tuple[int, int]]]:

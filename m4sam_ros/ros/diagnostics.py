@@ -71,6 +71,8 @@ class Stats:
     dropped: int = 0  # a pair replaced by a newer one before the worker took it
     rejected: Counter = field(default_factory=Counter)
     reinitialized: int = 0
+    no_object: int = 0     # frames SAM2's no-object gate hit (object score <= 0)
+    blanked: int = 0       # ... of them left all-black (no confident coarse map to fall back to)
     stamp_jumps: int = 0
     paused: int = 0        # pairs skipped while ~/enable is false
     rate_limited: int = 0  # pairs skipped by the max_rate cap
@@ -158,6 +160,10 @@ def pipeline_status(stats: Stats, prev: Window, now: float, active: bool, state_
         "frame_age_at_publish_ms_last": st.last_age_ms,
         "frame_age_at_publish_ms_mean": float(np.mean(ages)) if ages else float("nan"),
         "reinitializations": st.reinitialized,
+        "no_object_frames": st.no_object,
+        "blanked_frames": st.blanked,
+        "blanked_share": st.blanked / st.processed if st.processed else float("nan"),
+        "no_object_share": st.no_object / st.processed if st.processed else float("nan"),
         "skipped_paused": st.paused,
         "skipped_rate_limit": st.rate_limited,
         "detections_3d_total": st.detections_3d,

@@ -35,13 +35,22 @@ def resolve_weights(p: Callable[[str], Any]) -> tuple[str, str, str | None]:
     if not ckpt_path.is_file():
         raise ConfigurationError(f"parameter 'checkpoint' = {ckpt!r}: no such file. {WEIGHTS_HELP}")
     sam2 = str(p("sam2_checkpoint")).strip() or None
-    needs_sam2 = not cfg.get("train_base_in_full", False)
-    if sam2 is None and needs_sam2:
-        raise ConfigurationError(
-            f"parameter 'sam2_checkpoint' is empty, but model_config {cfg_name!r} builds on SAM2.1's "
-            f"trained image trunk. {WEIGHTS_HELP}")
     if sam2 is not None and not Path(os.path.expanduser(sam2)).is_file():
         raise ConfigurationError(f"parameter 'sam2_checkpoint' = {sam2!r}: no such file. {WEIGHTS_HELP}")
+    # the loader's rule (model.checkpoint), checked here too so a missing file fails before the build
+    from m4sam_ros.model.checkpoint import (
+        CheckpointError,
+        missing_sam2_message,
+        read_m4sam_checkpoint,
+        sam2_requirement,
+    )
+
+    try:
+        needed = sam2_requirement(read_m4sam_checkpoint(ckpt_path))
+    except CheckpointError as exc:
+        raise ConfigurationError(f"parameter 'checkpoint' = {ckpt!r}: {exc}. {WEIGHTS_HELP}") from exc
+    if needed is not None and sam2 is None:
+        raise ConfigurationError(f"parameter 'sam2_checkpoint' is empty: {missing_sam2_message(ckpt_path, needed)}")
     return cfg_name, str(ckpt_path), (os.path.expanduser(sam2) if sam2 else None)
 
 
@@ -59,7 +68,7 @@ def resolve_device(setting: str) -> str:
 def build_predictor(p: Callable[[str], Any]) -> tuple[Any, str]:
     """(StreamingPredictor, the device it runs on) from the parameters, warmed up."""
     cfg, ckpt, sam2 = resolve_weights(p)  # before importing torch-heavy modules: fail fast
-    from m4sam_ros.model.checkpoint import CheckpointError
+    from m4sam_ros.model.checkpoint import CheckpointError, MissingSAM2WeightsError
     from m4sam_ros.predictor import StreamingPredictor
 
     device = resolve_device(p("device"))
@@ -69,7 +78,8 @@ def build_predictor(p: Callable[[str], Any]) -> tuple[Any, str]:
         predictor = StreamingPredictor.from_config(cfg, m4sam_checkpoint=ckpt, sam2_checkpoint=sam2,
                                                    device=device, image_size=size, **thresholds)
     except CheckpointError as exc:
-        name = "sam2_checkpoint" if sam2 and sam2 in str(exc) else "checkpoint"
+        missing = isinstance(exc, MissingSAM2WeightsError)
+        name = "sam2_checkpoint" if missing or (sam2 and sam2 in str(exc)) else "checkpoint"
         raise ConfigurationError(f"parameter '{name}': {exc}. {WEIGHTS_HELP}") from exc
     predictor.warm_up()  # the first camera frame should not pay for lazy initialisation
     return predictor, device

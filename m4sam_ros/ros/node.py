@@ -453,6 +453,9 @@ class M4SamNode(LifecycleNode):
         latency = (time.perf_counter() - t0) * 1e3
         if getattr(result, "reinitialized", False):
             self.stats.reinitialized += 1
+        if getattr(result, "blanked", False):  # the no-object gate: counted, and blank unless it fell back
+            self.stats.no_object += 1
+            self.stats.blanked += not getattr(result, "fallback", False)
         try:
             self._publish(result, rgb, d, str(depth.encoding), color.header)
         except Exception as exc:  # noqa: BLE001

@@ -42,8 +42,9 @@ PARAMS: dict[str, ParamSpec] = {
                               "m4sam_hiera_s, m4sam_hiera_b+, m4sam_hiera_l) or a YAML path.", True),
     "checkpoint": ParamSpec("", "M4-SAM checkpoint (.pt from m4sam-train). Empty: the bundled demo model "
                             "m4sam_ros/assets/demo_model.pt (only with model_config m4sam_demo).", True),
-    "sam2_checkpoint": ParamSpec("", "Official SAM2.1 weights (sam2.1_hiera_*.pt); needed by configs that "
-                                 "do not train the image trunk themselves (all but m4sam_demo).", True),
+    "sam2_checkpoint": ParamSpec("", "Official SAM2.1 weights (sam2.1_hiera_*.pt); needed by a checkpoint "
+                                 "that holds only its trained parts (it records which file; the demo model and "
+                                 "`m4sam-train --export-full` checkpoints need none).", True),
     "device": ParamSpec("auto", "Torch device: auto (cuda when available), cpu, cuda or cuda:N.", True),
     "image_size": ParamSpec(0, "Model input resolution in pixels (multiple of 32); 0 = the config's.",
                             True, (0, 2048, 32)),
@@ -96,6 +97,11 @@ PARAMS: dict[str, ParamSpec] = {
                         "output), coarse (the per-frame GMLFF head), combined (their mean), or auto (the branch the "
                         "checkpoint recommends, else memory).", False,
                         choices=("auto", "memory", "coarse", "combined")),
+    "no_object_fallback": ParamSpec(True, "On a frame SAM2's no-object gate blanks (object score <= 0: an all-black "
+                                    "memory map), use the coarse map instead when it is confident "
+                                    "(fallback_confidence). false: keep SAM2's blank."),
+    "fallback_confidence": ParamSpec(0.5, "Peak coarse-map probability above which no_object_fallback uses it.",
+                                     False, (0.0, 1.0)),
     "publish_mask": ParamSpec(True, "Publish ~/mask (mono8 0/255)."),
     "publish_saliency": ParamSpec(True, "Publish ~/saliency (32FC1 in [0,1])."),
     "publish_overlay": ParamSpec(True, "Publish ~/overlay (rgb8 tint + boxes)."),
@@ -129,7 +135,9 @@ PARAMS: dict[str, ParamSpec] = {
 }
 
 #: Node parameters handed to the predictor (name on the node -> predictor keyword/attribute).
-PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold", "output": "output"}
+PREDICTOR_THRESHOLDS: dict[str, str] = {"mask_threshold": "mask_threshold", "output": "output",
+                                        "no_object_fallback": "no_object_fallback",
+                                        "fallback_confidence": "fallback_confidence"}
 
 
 def help_text(width: int = 100) -> str:

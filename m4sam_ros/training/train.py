@@ -6,7 +6,9 @@ DistributedDataParallel (gloo on CPU, nccl on CUDA) with a DistributedSampler. E
 unit (``RUN/checkpoints/step-<N>/``, see ``m4sam_ros.training.state``; ``RUN/checkpoint.pt`` is the
 newest weights), so ``--resume RUN`` continues at the same step with the same schedule, whatever
 instant the previous run was killed at. ``--recipe rdvs|dvisal|vidsod`` gives the benchmark
-settings.
+settings. Checkpoints record the SAM2 file (name, size, SHA-256) they were trained on; loading
+one needs that file (``--sam2-checkpoint``) unless it is self-contained: ``--export-full OUT.pt
+--init CKPT --sam2-checkpoint SAM2.pt`` writes such a checkpoint for deployment and exits.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights; without them the base is random")
     p.add_argument("--init", help="fine-tune: start from this M4-SAM checkpoint's weights (same model config; "
                    "a fresh optimiser and schedule, unlike --resume)")
+    p.add_argument("--export-full", metavar="OUT.pt",
+                   help="write a self-contained checkpoint (every weight, image encoder included; loads without "
+                        "--sam2-checkpoint) of --init CKPT + --sam2-checkpoint to OUT.pt and exit: for deployment")
     p.add_argument("--image-size", type=int, help="override the config's image size (multiple of 32)")
     p.add_argument("--steps", type=int, help="optimiser steps (default: --epochs worth)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the clips (when --steps is not given)")
@@ -280,6 +285,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if pre.recipe:
         parser.set_defaults(**load_recipe(pre.recipe, parser))
     args = parser.parse_args(argv)
+    if args.export_full:
+        if not args.init:
+            parser.error("--export-full OUT.pt needs --init CKPT (the checkpoint to export)")
+        return args
     if not args.out and not args.resume:
         parser.error("give --out RUN (or --resume RUN)")
     if args.resume and not Path(args.resume).is_dir():
@@ -291,9 +300,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def export_full(args: argparse.Namespace) -> Path:
+    """``--export-full``: --init's checkpoint + its SAM2 weights as one self-contained file."""
+    from m4sam_ros.model import export_full_checkpoint
+
+    source = export_full_checkpoint(args.init, args.export_full, args.sam2_checkpoint)
+    print(f"m4sam-train: wrote {args.export_full}: self-contained (every weight"
+          + (f"; SAM2 base {source['name']}" if source else "") + "), loads without --sam2-checkpoint", flush=True)
+    return Path(args.export_full)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        train(parse_args(argv))
+        args = parse_args(argv)
+        if args.export_full:
+            export_full(args)
+            return 0
+        train(args)
     except (DatasetError, CheckpointError, TrainError) as exc:
         print(f"m4sam-train: error: {exc}", file=sys.stderr)
         return 2
