@@ -60,6 +60,24 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+EPOCHS = "epochs"
+
+
+def epoch_checkpoint(run: Path, epoch: int) -> Path:
+    """RUN/epochs/epoch-<EEEE>.pt: the weights at the end of one epoch (kept, never pruned)."""
+    return Path(run) / EPOCHS / f"epoch-{epoch:04d}.pt"
+
+
+def list_epoch_checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of every complete per-epoch checkpoint of RUN, in epoch order."""
+    found = []
+    for p in (Path(run) / EPOCHS).glob("epoch-*.pt"):
+        stem = p.stem.removeprefix("epoch-")
+        if stem.isdigit():
+            found.append((int(stem), p))
+    return sorted(found)
+
+
 def unit_dir(run: Path, step: int) -> Path:
     return Path(run) / CHECKPOINTS / f"step-{step:08d}"
 
