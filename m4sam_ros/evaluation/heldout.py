@@ -37,7 +37,7 @@ from m4sam_ros.data.synth.scene import FACTORS, POOLS
 from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.util.atomic import write_text
 
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "demo_model.pt"
 SETS = ("in_distribution", *FACTORS)
 BASE_SEED = 70   # held-out sets use seeds 70000+ (training's default base seed 1 uses 1000+)
 
@@ -112,14 +112,14 @@ BRANCHES = ("memory", "coarse", "combined")
 
 
 def evaluate_sets(roots: dict[str, Path], checkpoint: Path | None, clip_len: int = 16,
-                  progress: bool = False, branch: str = "auto", ceiling: int = 0
+                  progress: bool = False, branch: str = "auto", ceiling: int = 0, device: str = "cpu"
                   ) -> dict[str, dict[str, dict[str, Any]]]:
     """Set name -> method -> scalar metrics. With a ``checkpoint``: ``model`` (its ``branch``;
     auto: the checkpoint's recommended one, named in ``model["branch"]``) and ``model:<b>`` for
     every branch b."""
     from m4sam_ros.evaluation.evaluate import PredictorRunner, evaluate_maps
 
-    runner = PredictorRunner(checkpoint) if checkpoint is not None else None
+    runner = PredictorRunner(checkpoint, device=device) if checkpoint is not None else None
     if runner is not None and branch == "auto":
         branch = runner.predictor.recommended_output
     out: dict[str, dict[str, dict[str, Any]]] = {}

@@ -64,18 +64,9 @@ EPOCHS = "epochs"
 
 
 def epoch_checkpoint(run: Path, epoch: int) -> Path:
-    """RUN/epochs/epoch-<EEEE>.pt: the weights at the end of one epoch (kept, never pruned)."""
+    """RUN/epochs/epoch-<EEEE>.pt: the weights at the end of one epoch (kept, never pruned; read
+    by ``m4sam_ros.evaluation.epochs``)."""
     return Path(run) / EPOCHS / f"epoch-{epoch:04d}.pt"
-
-
-def list_epoch_checkpoints(run: Path) -> list[tuple[int, Path]]:
-    """(epoch, path) of every complete per-epoch checkpoint of RUN, in epoch order."""
-    found = []
-    for p in (Path(run) / EPOCHS).glob("epoch-*.pt"):
-        stem = p.stem.removeprefix("epoch-")
-        if stem.isdigit():
-            found.append((int(stem), p))
-    return sorted(found)
 
 
 def unit_dir(run: Path, step: int) -> Path:
