@@ -201,9 +201,9 @@ def test_clip_dataset_marks_sparse_frames(tmp_path: Path) -> None:
         ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, frames="all", sampling="sliding")
     with pytest.raises(ValueError, match="annotated frames"):  # auto on a sparse video: 1 annotated frame
         ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=2, size=16, sampling="sliding")
-    # chunks (the authors' clipper) keep a short video: one clip, padded with its last frame
-    short = ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, augment=False, frames="all")
-    assert len(short) == 1 and short.clip_positions(0) == [0, 1, 2, 2]
+    # chunks pad a video's remainder, but a dataset without one full clip is a wrong clip length
+    with pytest.raises(ValueError, match="shorter than one clip"):
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, frames="all")
 
 
 def test_sparse_videos_give_clips_of_annotated_frames(tmp_path: Path) -> None:

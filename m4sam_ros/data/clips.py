@@ -178,10 +178,12 @@ class ClipDataset(Dataset):
         self.index = [(v, s) for v, idx in enumerate(self.frames)
                       for s in (chunk_starts(len(idx), clip_len) if sampling == "chunks"
                                 else sliding_starts(len(idx), clip_len, stride))]
-        if not self.index:
+        # chunks pad a video's remainder (as the authors' loader does), but a dataset without one
+        # full clip anywhere is a wrong --clip-len, not something to pad
+        if not self.index or max(len(idx) for idx in self.frames) < span:
             which = "annotated frames" if frames != "all" else "frames"
             raise ValueError(f"every video is shorter than one clip ({span} {which} for clip_len={clip_len}, "
-                             f"stride={stride})" if sampling == "sliding" else f"no video has {which}")
+                             f"stride={stride})")
         self.epoch = 0
 
     def clip_positions(self, i: int) -> list[int]:
