@@ -19,7 +19,7 @@ REQS := requirements-$(ROS_DISTRO).txt
 STAMP := $(VENV)/.setup-$(ROS_DISTRO)
 TESTENV_STAMP := $(VENV)/.testenv-$(ROS_DISTRO)
 
-.PHONY: setup testenv test test-numpy1 lint demo mutation clean which-python
+.PHONY: setup testenv test test-numpy1 lint demo mutation gpu-run clean which-python
 
 ifeq ($(wildcard $(REQS)),)
 $(error ROS_DISTRO=$(ROS_DISTRO): no $(REQS); supported: jazzy (default), kilted)
@@ -95,6 +95,11 @@ mutation: setup testenv
 # The main job: the real node on a replayed synthetic RGB-D bag, recorded and scored (demo_output/).
 demo: setup
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.apps.demo --out demo_output
+
+# The one prepared GPU run (issue 20): GPU suite, then train + score the 256 px demo model, in OUT.
+OUT ?= gpu_run
+gpu-run: setup
+	$(PY) -m m4sam_ros.apps.gpu_run $(OUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output .pytest_cache .ruff_cache

@@ -154,7 +154,7 @@ def _coded_video(tmp_path: Path, n: int = 6) -> Path:
 def test_clip_dataset_shapes_and_shared_augmentation(tmp_path: Path) -> None:
     root = _coded_video(tmp_path)
     videos = open_videos("synthetic", root, "train")
-    ds = ClipDataset(videos, clip_len=3, stride=2, size=32, augment=True, seed=1)
+    ds = ClipDataset(videos, clip_len=3, stride=2, size=32, augment=True, seed=1, sampling="sliding")
     assert len(ds) == 2  # windows 0-2-4 and 1-3-5
     seen_flip = set()
     for i in range(len(ds)):
@@ -175,7 +175,7 @@ def test_clip_dataset_shapes_and_shared_augmentation(tmp_path: Path) -> None:
             # colour jitter touched RGB only: the depth is the normalised map, bounded and not jittered
             assert item["depths"].max() <= 1.0
     assert seen_flip == {True, False}  # flips happen, and not always
-    again = ClipDataset(videos, clip_len=3, stride=2, size=32, augment=True, seed=1)
+    again = ClipDataset(videos, clip_len=3, stride=2, size=32, augment=True, seed=1, sampling="sliding")
     again.set_epoch(5)
     for k, v in again[1].items():
         assert torch.equal(v, ds[1][k])  # deterministic given seed, epoch and index
@@ -198,9 +198,12 @@ def test_clip_dataset_marks_sparse_frames(tmp_path: Path) -> None:
     assert item["gt_valid"].tolist() == [False, True, False]
     assert item["gts"][0].sum() == 0 and item["gts"][1].sum() > 0
     with pytest.raises(ValueError, match="shorter than one clip"):
-        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, frames="all")
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, frames="all", sampling="sliding")
     with pytest.raises(ValueError, match="annotated frames"):  # auto on a sparse video: 1 annotated frame
-        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=2, size=16)
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=2, size=16, sampling="sliding")
+    # chunks pad a video's remainder, but a dataset without one full clip is a wrong clip length
+    with pytest.raises(ValueError, match="shorter than one clip"):
+        ClipDataset(open_videos("rdvs", tmp_path, "train"), clip_len=4, size=16, frames="all")
 
 
 def test_sparse_videos_give_clips_of_annotated_frames(tmp_path: Path) -> None:
@@ -209,7 +212,7 @@ def test_sparse_videos_give_clips_of_annotated_frames(tmp_path: Path) -> None:
     annotated = ["1", "4", "7", "10", "12"]
     _write_video(tmp_path / "train" / "v", ("rgb", "Depth", "ground-truth"), stems, gt_stems=annotated)
     videos = open_videos("rdvs", tmp_path, "train")
-    ds = ClipDataset(videos, clip_len=3, size=16, augment=False)  # auto -> annotated
+    ds = ClipDataset(videos, clip_len=3, size=16, augment=False, sampling="sliding")  # auto -> annotated
     assert [[videos[0].stems[ds.frames[v][s + t]] for t in range(3)] for v, s in ds.index] == \
         [["1", "4", "7"], ["4", "7", "10"], ["7", "10", "12"]]
     for i in range(len(ds)):
@@ -220,7 +223,7 @@ def test_sparse_videos_give_clips_of_annotated_frames(tmp_path: Path) -> None:
     ref = rgb_to_tensor(np.ascontiguousarray(rgb0), 16)[0] * torch.tensor(IMAGENET_STD).view(3, 1, 1) \
         + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     torch.testing.assert_close(ds[1]["images"][0], ref, atol=1e-5, rtol=0)
-    dense = ClipDataset(videos, clip_len=3, size=16, augment=False, frames="all")
+    dense = ClipDataset(videos, clip_len=3, size=16, augment=False, frames="all", sampling="sliding")
     assert len(dense) == 10 and not dense[0]["gt_valid"].all()
     with pytest.raises(ValueError, match="frames must be one of"):
         ClipDataset(videos, clip_len=3, size=16, frames="some")
@@ -235,3 +238,32 @@ def test_training_depth_resize_equals_inference(tmp_path: Path) -> None:
     ds = ClipDataset(videos, clip_len=1, size=16, augment=False)
     depth01 = normalize_depth(videos[0][2].depth, "metric")
     torch.testing.assert_close(ds[2]["depths"][0], depth_to_tensor(depth01, 16)[0], atol=1e-6, rtol=0)
+
+
+def test_non_overlapping_clips_give_the_authors_clips_per_video(tmp_path: Path) -> None:
+    """The authors' clipper (dataset_utils.clipper): chunks [i:i+T] for i in range(0, n, T) of the
+    ANNOTATED frames of each video, the last one padded with its last frame -> ceil(n / T) clips
+    per video (sliding windows give n - T + 1: ~4x as many steps per epoch)."""
+    sizes = {"a": 9, "b": 4, "c": 2, "d": 13}            # annotated frames per video
+    for name, n in sizes.items():
+        stems = [str(i) for i in range(1, 2 * n + 1)]     # every other frame annotated (sparse)
+        _write_video(tmp_path / "train" / name, ("rgb", "Depth", "ground-truth"), stems, gt_stems=stems[::2])
+    videos = open_videos("rdvs", tmp_path, "train")
+    ds = ClipDataset(videos, clip_len=4, size=16, augment=False)  # defaults: chunks, annotated frames
+    per_video = {}
+    for i in range(len(ds)):
+        v, _ = ds.index[i]
+        per_video.setdefault(videos[v].name, []).append([videos[v].stems[j] for j in ds.clip_positions(i)])
+    # by hand, from the authors' rule: video a has annotated stems 1,3,...,17
+    assert per_video["a"] == [["1", "3", "5", "7"], ["9", "11", "13", "15"], ["17", "17", "17", "17"]]
+    assert per_video["b"] == [["1", "3", "5", "7"]]
+    assert per_video["c"] == [["1", "3", "3", "3"]]
+    assert [len(per_video[k]) for k in "abcd"] == [3, 1, 1, 4]          # ceil(n / 4)
+    sliding = ClipDataset(videos, clip_len=4, size=16, augment=False, sampling="sliding")
+    assert len(sliding) == (9 - 3) + (4 - 3) + 0 + (13 - 3)
+    padded = ds[2]  # a's last chunk: one frame repeated, supervised as the authors' loader does
+    assert padded["gt_valid"].all() and all(torch.equal(padded["images"][t], padded["images"][0]) for t in range(4))
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        ClipDataset(videos, clip_len=4, size=16, sampling="random")
+    with pytest.raises(ValueError, match="needs sampling='sliding'"):
+        ClipDataset(videos, clip_len=4, stride=2, size=16)

@@ -16,7 +16,9 @@ from m4sam_ros.training.losses import (
     boundary_weights,
     clip_loss,
     edge_loss_per_map,
+    edge_weight_at,
     masked_structure_loss,
+    sobel_edges,
     structure_loss_per_map,
 )
 
@@ -86,19 +88,29 @@ def _outputs(t: int = 2, score: float = 0.0, sides: int = 0, raw: bool = True) -
     return out
 
 
+#: the authors' memory loss of an all-zero logit map on a full 2x2 target: 0.7 (b + 0.3 * 1/2)
+#: + 0.8 focal (0.25 * (1 - 1/2)^2 * ln 2) + 0.5 Dice (1 - 4/6) + 0.9 MAE (1/2)
+B_FULL = LN2 + 68 / 145
+MEM_FULL = 0.7 * (B_FULL + 0.15) + 0.8 * 0.0625 * LN2 + 0.5 / 3 + 0.45
+
+
 def test_clip_loss_composition_by_hand():
-    """2x2 maps, all logits 0, both frames fully foreground (b = ln2 + 68/145 per map, edges 0):
-    coarse b, memory (frame 1) b, object BCE(0, present) = ln 2, side 1 map -> b,
-    total = b + 1.0*0 + 0.5*b + 0.25 + 1.0*b + 0.1*ln 2."""
-    b = LN2 + 68 / 145
+    """2x2 maps, all logits 0, both frames fully foreground (b = ln2 + 68/145 per map, MAE 1/2,
+    edges 0): coarse b + 0.3/2, side (stride 16) 0.6 x that, balance 0.8 x 0.25, object
+    BCE(0, present) = ln 2 on frame 1 only (frame 0's score is the prompt's), memory (frame 1) the
+    authors' mix, total = coarse + side + 0 + 0.2 + 1.0 ln 2 + memory."""
     gts = torch.ones(1, 2, 1, 2, 2)
     parts = clip_loss(_outputs(sides=1), gts, torch.ones(1, 2, dtype=torch.bool))
-    assert parts["coarse"].item() == pytest.approx(b, abs=1e-6)
+    c = B_FULL + 0.15
+    assert parts["coarse"].item() == pytest.approx(c, abs=1e-6)
     assert parts["edge"].item() == pytest.approx(0.0, abs=1e-6)
-    assert parts["side"].item() == pytest.approx(b, abs=1e-6)
-    assert parts["memory"].item() == pytest.approx(b, abs=1e-6)
+    assert parts["side"].item() == pytest.approx(0.6 * c, abs=1e-6)
+    assert parts["memory"].item() == pytest.approx(MEM_FULL, abs=1e-5)
     assert parts["object"].item() == pytest.approx(LN2, abs=1e-6)
-    assert parts["total"].item() == pytest.approx(b + 0.5 * b + 0.25 + b + 0.1 * LN2, abs=1e-5)
+    assert parts["total"].item() == pytest.approx(c + 0.6 * c + 0.8 * 0.25 + LN2 + MEM_FULL, abs=1e-5)
+    # the stride-8 side output weighs 0.8 (the authors' 0.6 / 0.8, not 0.5 / 0.5)
+    two = clip_loss(_outputs(sides=2), gts, torch.ones(1, 2, dtype=torch.bool))
+    assert two["side"].item() == pytest.approx((0.6 + 0.8) * c, abs=1e-6)
 
 
 def test_clip_loss_frame0_memory_and_no_object_frames_by_hand():
@@ -110,13 +122,88 @@ def test_clip_loss_frame0_memory_and_no_object_frames_by_hand():
     out = _outputs(t=3, score=-2.0)
     out["memory_logits_raw"][:, 0] = 1e3   # frame 0 wildly wrong: must not matter
     parts = clip_loss(out, gts, torch.ones(1, 3, dtype=torch.bool))
-    b = LN2 + 68 / 145
-    assert parts["memory"].item() == pytest.approx(b, abs=1e-6)  # frame 1 only
+    assert parts["memory"].item() == pytest.approx(MEM_FULL, abs=1e-5)  # frame 1 only
     bce_present, bce_absent = math.log1p(math.exp(2.0)), math.log1p(math.exp(-2.0))
     assert parts["object"].item() == pytest.approx((bce_present + bce_absent) / 2, abs=1e-6)
     out = _outputs(t=3, score=-2.0, raw=False)
     out["memory_logits"][:, 1:] = -1024.0  # SAM2's "no object" output
     assert clip_loss(out, gts, torch.ones(1, 3, dtype=torch.bool))["memory"].item() == 0.0
+
+
+def test_object_score_is_supervised_on_every_frame_that_predicts_one():
+    """When frame 0's score is the decoder's own (not SAM2's copy of the mask prompt) it is
+    supervised too: frames 0 (absent), 1, 2 (present) at score -2 -> (ln(1+e^-2) + 2 ln(1+e^2)) / 3.
+    A single-frame clip still trains the score."""
+    gts = torch.ones(1, 3, 1, 2, 2)
+    gts[:, 0] = 0
+    out = _outputs(t=3, score=-2.0) | {"object_score_from_prompt": False}
+    bce_present, bce_absent = math.log1p(math.exp(2.0)), math.log1p(math.exp(-2.0))
+    got = clip_loss(out, gts, torch.ones(1, 3, dtype=torch.bool))["object"].item()
+    assert got == pytest.approx((bce_absent + 2 * bce_present) / 3, abs=1e-6)
+    one = _outputs(t=1, score=-2.0) | {"object_score_from_prompt": False}
+    assert clip_loss(one, torch.ones(1, 1, 1, 2, 2), torch.ones(1, 1, dtype=torch.bool))["object"].item() == \
+        pytest.approx(bce_present, abs=1e-6)
+
+
+def test_structure_loss_weights_boundary_errors_by_hand():
+    """Issue 22.2: non-constant logits AND mask. 4x4 target with one foreground pixel at (1,1):
+    boundary weights 49/9 there, 14/9 on its 8 neighbours, 1 on the other 7 (sum 224/9). Logits
+    are confidently right (+-30) everywhere except one pixel at 0 (BCE ln 2):
+      error ON the object: wBCE = (49/9) ln2 / (224/9) = 7 ln2 / 32; p = 1/2 there ->
+        inter = 49/18, union - inter = 49/9 -> wIoU = 1 - (49/18 + 1)/(49/9 + 1) = 49/116;
+      error in the far background (3,3), weight 1: wBCE = 9 ln2 / 224, inter = 49/9 ->
+        wIoU = 1 - (49/9 + 1)/(49/9 + 1/2 + 1) = 9/125.
+    Plain (unweighted, mean-reduced) BCE gives ln2/16 for both: the weighting must make the
+    boundary error cost more."""
+    t = torch.zeros(1, 1, 4, 4)
+    t[0, 0, 1, 1] = 1
+    right = (t * 2 - 1) * 30
+    on_obj, far = right.clone(), right.clone()
+    on_obj[0, 0, 1, 1] = 0.0
+    far[0, 0, 3, 3] = 0.0
+    got = structure_loss_per_map(torch.cat([on_obj, far]), torch.cat([t, t]))
+    want = torch.tensor([7 * LN2 / 32 + 49 / 116, 9 * LN2 / 224 + 9 / 125])
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert got[0] - 49 / 116 > 4 * (got[1] - 9 / 125)  # the BCE part: 49/9 times the far error's
+
+
+def test_sobel_edge_target_by_hand():
+    """Left half foreground (4x4): Sobel x = -4 on columns 1 and 2 (1+2+1 either side), 0 on the
+    outer columns, y = 0 everywhere (replicate padding: no edge at the image border, which the
+    authors' zero padding drew on the top and bottom rows). Min-max per map -> {0, 1}. An empty
+    map has no edges: it stays at sqrt(1e-6)."""
+    t = torch.zeros(2, 1, 4, 4)
+    t[0, 0, :, :2] = 1
+    e = sobel_edges(t)
+    want = torch.tensor([0.0, 1.0, 1.0, 0.0]).expand(4, 4)
+    torch.testing.assert_close(e[0, 0], want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(e[1, 0], torch.full((4, 4), 1e-3), atol=1e-9, rtol=0)
+
+
+def test_edge_outputs_use_the_structure_loss_on_sobel_edges():
+    """With edge outputs the edge term is the structure loss (+ 0.3 MAE) of each edge map against
+    the Sobel target; all-zero logits on a left-half mask -> the same value per map, summed."""
+    gts = torch.zeros(1, 2, 1, 4, 4)
+    gts[..., :2] = 1
+    z = torch.zeros(1, 2, 1, 4, 4)
+    out = {"coarse_logits": z, "memory_logits": z, "memory_logits_raw": z, "aux_loss": torch.tensor(0.0),
+           "object_score_logits": torch.zeros(1, 2, 1), "edge_logits": [z, z, z]}
+    target = sobel_edges(gts.view(-1, 1, 4, 4))[:1]
+    per = structure_loss_per_map(z[0, :1], target) + 0.3 * 0.5
+    parts = clip_loss(out, gts, torch.ones(1, 2, dtype=torch.bool), edge_weight=0.5)
+    assert parts["edge"].item() == pytest.approx(3 * per.item(), abs=1e-6)
+    without = clip_loss(out, gts, torch.ones(1, 2, dtype=torch.bool), edge_weight=0.0)
+    assert (parts["total"] - without["total"]).item() == pytest.approx(0.5 * 3 * per.item(), abs=1e-5)
+
+
+def test_edge_weight_ramp():
+    """The authors' edge weight: 0.2 -> 0.8 linearly over the first third (20 of 60 epochs), then 1
+    (0.5 on ViDSOD-100)."""
+    assert edge_weight_at(0, 300) == pytest.approx(0.2)
+    assert edge_weight_at(50, 300) == pytest.approx(0.5)
+    assert edge_weight_at(99, 300) == pytest.approx(0.2 + 0.6 * 99 / 100)
+    assert edge_weight_at(100, 300) == 1.0 and edge_weight_at(299, 300) == 1.0
+    assert edge_weight_at(200, 300, ramp=2 / 3, final=0.5) == 0.5
 
 
 def test_invalid_frames_get_no_gradient():

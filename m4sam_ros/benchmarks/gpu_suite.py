@@ -77,7 +77,7 @@ def _train_part(spec: dict[str, Any], dev: torch.device, work: Path) -> dict[str
     frames = n_clips + spec["clip_len"]
     write_vidsod_layout(generate_video(11, frames, 320, 240), work / "data" / "train" / "v0")
     data = ClipDataset(open_videos("synthetic", work / "data", "train"), clip_len=spec["clip_len"],
-                       size=model.image_size, augment=True, seed=0)
+                       size=model.image_size, augment=True, seed=0, sampling="sliding")
     loader = iter(DataLoader(data, batch_size=spec["batch"], shuffle=True, drop_last=True,
                              generator=torch.Generator().manual_seed(0)))
     hp = argparse.Namespace(lr_heads=1e-3, lr_adapters=1e-4, lr_memory=1e-5, lr_base=None, weight_decay=5e-4,

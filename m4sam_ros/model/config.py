@@ -33,10 +33,12 @@ DEFAULTS: dict[str, Any] = {
         "fusion_experts": list(FUSION_EXPERTS),
     },
     "fusion": {"hidden_ratio": 0.125},
-    "gmlff": {"width": 64, "ffn_ratio": 2.0},
+    # to_decoder: GMLFF's output also feeds SAM2's mask decoder (ablation, issue 20 item 7)
+    "gmlff": {"width": 64, "ffn_ratio": 2.0, "to_decoder": False},
     # conv: one 3x3 conv on the GMLFF output (the bundled demo model); topdown: the top-down
     # decoder with deep supervision (benchmark configs). Default conv so old checkpoints load.
-    "head": {"type": "conv", "hidden": 32},
+    # edges: the authors' edge heads beside the top-down head's outputs (training supervision)
+    "head": {"type": "conv", "hidden": 32, "edges": False},
     # SAM2's memory branch (memory encoder/attention, mask decoder, object pointers) trains in
     # its own low-lr optimiser group ("memory", params.param_groups).
     "train_memory_branch": False,

@@ -111,7 +111,7 @@ class TopDownHead(nn.Module):
     levels (deep supervision); the stride-4 output is the coarse map itself. Replaces the single
     3x3 conv head, whose pseudo mask capped every tracked frame (issue 14)."""
 
-    def __init__(self, channels: list[int], width: int = 64) -> None:
+    def __init__(self, channels: list[int], width: int = 64, edges: bool = False) -> None:
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"TopDownHead needs the 4 trunk levels, got {len(channels)}")
@@ -120,14 +120,19 @@ class TopDownHead(nn.Module):
         self.blocks = nn.ModuleList(LightBlock(width) for _ in range(3))  # strides 16, 8, 4
         self.side = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in range(2))  # strides 16, 8
         self.out = nn.Conv2d(width, 1, 1)
+        # the authors' edge heads: a 1x1 conv beside each output (strides 16, 8, 4), supervised
+        # by the Sobel edges of the ground truth (training only; config head.edges)
+        self.edge = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in range(3)) if edges else None
 
     @staticmethod
     def _up(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, levels: list[torch.Tensor], gmlff_out: torch.Tensor, out_size: int,
-                sides: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """-> (coarse logits [B,1,S,S], side logits [s16, s8] each [B,1,S,S] or [] if not sides)."""
+                sides: bool = False, edges: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """-> (coarse logits [B,1,S,S], side logits [s16, s8] each [B,1,S,S] or [] if not sides).
+        With ``sides`` and edge heads, the edge logits [s16, s8, s4] are appended to ``edges``."""
         l8, l16, l32 = (lat(x) for lat, x in zip(self.lateral, levels[1:], strict=True))
         d16 = self.blocks[0](l16 + self._up(l32, l16))
         d8 = self.blocks[1](l8 + self._up(d16, l8))
@@ -138,4 +143,7 @@ class TopDownHead(nn.Module):
         if sides:
             side_out = [F.interpolate(head(d), size=size, mode="bilinear", align_corners=False)
                         for head, d in zip(self.side, (d16, d8), strict=True)]
+            if self.edge is not None and edges is not None:
+                edges.extend(F.interpolate(head(d), size=size, mode="bilinear", align_corners=False)
+                             for head, d in zip(self.edge, (d16, d8, d4), strict=True))
         return coarse, side_out

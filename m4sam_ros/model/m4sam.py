@@ -41,6 +41,7 @@ class EncodedFrames:
     coarse_logits: torch.Tensor | None
     aux_loss: torch.Tensor
     side_logits: list[torch.Tensor] = field(default_factory=list)
+    edge_logits: list[torch.Tensor] = field(default_factory=list)
 
 
 class M4SAM(nn.Module):
@@ -78,7 +79,22 @@ class M4SAM(nn.Module):
         if self.head_type == "conv":
             self.head = CoarseHead(width, head["hidden"])
         else:
-            self.head = TopDownHead(channels, width)
+            self.head = TopDownHead(channels, width, edges=bool(head.get("edges", False)))
+        # ablation (issue 20 item 7, config gmlff.to_decoder): GMLFF's stride-4 output (and its
+        # 2x2 mean at stride 8) added to the high-resolution features SAM2's mask decoder
+        # upsamples with, through zero-initialised 1x1 convs: at step 0 the decoder sees exactly
+        # SAM2's features, and the scored memory output can learn to use GMLFF
+        self.gmlff_to_decoder: nn.ModuleList | None = None
+        if config["gmlff"].get("to_decoder", False):
+            if not sam.use_high_res_features_in_sam:
+                raise ValueError("gmlff.to_decoder needs SAM2's high-resolution decoder features "
+                                 "(use_high_res_features_in_sam: true)")
+            dec = sam.sam_mask_decoder
+            self.gmlff_to_decoder = nn.ModuleList(
+                nn.Conv2d(width, conv.out_channels, 1) for conv in (dec.conv_s0, dec.conv_s1))
+            for conv in self.gmlff_to_decoder:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         self.apply_trainable()
 
     # ----------------------------------------------------------------------------- trainability
@@ -86,6 +102,8 @@ class M4SAM(nn.Module):
         """Name of the group a parameter belongs to (for reports, optimiser groups, freezing)."""
         if name.startswith("adapters."):
             return "adapters"
+        if name.startswith("gmlff_to_decoder."):
+            return "gmlff"
         for g in ("fusion", "gmlff", "head"):
             if name.startswith(g + "."):
                 return g
@@ -170,12 +188,17 @@ class M4SAM(nn.Module):
         fused = self.fusion([lv[:b] for lv in levels], [lv[b:] for lv in levels])
         backbone_out = self._neck(fused)
         g = self.gmlff(fused)
+        if self.gmlff_to_decoder is not None:
+            fpn = backbone_out["backbone_fpn"]
+            fpn[0] = fpn[0] + self.gmlff_to_decoder[0](g)
+            fpn[1] = fpn[1] + self.gmlff_to_decoder[1](F.avg_pool2d(g, 2))
         side_logits: list[torch.Tensor] = []
+        edge_logits: list[torch.Tensor] = []
         if self.head_type == "conv":
             coarse = self.head(g, self.image_size)
         else:
-            coarse, side_logits = self.head(fused, g, self.image_size, sides=sides)
-        return EncodedFrames(backbone_out, coarse, aux, side_logits)
+            coarse, side_logits = self.head(fused, g, self.image_size, sides=sides, edges=edge_logits)
+        return EncodedFrames(backbone_out, coarse, aux, side_logits, edge_logits)
 
     # ----------------------------------------------------------------------------- memory branch
     def track_frame(self, frame_idx: int, is_init_cond_frame: bool, vision_feats: list[torch.Tensor],
@@ -233,7 +256,9 @@ class M4SAM(nn.Module):
         Returns coarse_logits, memory_logits (SAM2's output: -1024 on "no object" frames),
         memory_logits_raw (the decoder's logits before that replacement: supervise these),
         [B,T,1,S,S]; object_score_logits [B,T,1]; side_logits (list of [B,T,1,S,S], empty for
-        the conv head); pseudo_confident [B] bool; aux_loss (scalar)."""
+        the conv head); edge_logits (list of [B,T,1,S,S], the head's edge maps when the config
+        has ``head.edges``, else empty); pseudo_confident [B] bool; object_score_from_prompt;
+        aux_loss (scalar)."""
         if images.dim() != 5 or depths.dim() != 5:
             raise ValueError(f"images/depths must be [B,T,C,S,S], got {tuple(images.shape)} and "
                              f"{tuple(depths.shape)}")
@@ -278,7 +303,11 @@ class M4SAM(nn.Module):
             "memory_logits_raw": torch.stack(raw, dim=1),
             "object_score_logits": torch.stack(scores, dim=1),
             "side_logits": [x.view(b, t_len, 1, s, s) for x in enc.side_logits],
+            "edge_logits": [x.view(b, t_len, 1, s, s) for x in enc.edge_logits],
             "pseudo_confident": confident,
+            # frame 0's score is SAM2's constant copy of the mask prompt (no gradient) when it
+            # outputs the prompt itself; the loss then supervises the score on frames 1..T-1
+            "object_score_from_prompt": bool(self.sam.use_mask_input_as_output_without_sam),
             "aux_loss": enc.aux_loss,
         }
 

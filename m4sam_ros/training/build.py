@@ -73,7 +73,8 @@ def prepare_data(args: Namespace, run: Path, rank: int) -> list[Video]:
 def build_dataset(args: Namespace, videos: list[Video], size: int) -> ClipDataset:
     try:
         return ClipDataset(videos, clip_len=args.clip_len, stride=args.stride, size=size,
-                           augment=not args.no_augment, seed=args.seed, frames=args.clip_frames)
+                           augment=not args.no_augment, seed=args.seed, frames=args.clip_frames,
+                           sampling=getattr(args, "clip_sampling", "chunks"))
     except ValueError as exc:  # e.g. every video shorter than the clip
         raise DatasetError(f"{args.dataset} {args.split}: {exc}") from exc
 
@@ -100,6 +101,7 @@ def optimiser_groups(model: torch.nn.Module, args: Namespace) -> list[dict[str, 
         groups = param_groups(model, args.lr_heads, args.lr_adapters, lr_memory=lr_memory)
     else:  # the model package before its memory group
         groups = param_groups(model, args.lr_heads, args.lr_adapters)
+    groups = _object_score_group(model, groups, getattr(args, "lr_object", None), args.lr_heads)
     if args.lr_base is None:
         return groups
     trunk = {id(p) for n, p in model.named_parameters() if p.requires_grad and model.parameter_group_of(n) == "sam_trunk"}
@@ -109,6 +111,26 @@ def optimiser_groups(model: torch.nn.Module, args: Namespace) -> list[dict[str, 
         g["params"] = [p for p in g["params"] if id(p) not in trunk]
     base = [p for p in model.parameters() if id(p) in trunk]
     return [g for g in groups if g["params"]] + [{"name": "base", "params": base, "lr": args.lr_base}]
+
+
+#: SAM2's object-score head and token ("is the object visible?"): parameters no other loss term
+#: reaches, so under Adam their step size is set by their learning rate alone, not the loss weight
+OBJECT_SCORE_PARAMS = ("sam.sam_mask_decoder.pred_obj_score_head.", "sam.sam_mask_decoder.obj_score_token.")
+
+
+def _object_score_group(model: torch.nn.Module, groups: list[dict[str, Any]], lr_object: float | None,
+                        lr_heads: float) -> list[dict[str, Any]]:
+    """Move SAM2's object-score head out of the memory group into its own "object" group at
+    ``lr_object`` (default ``lr_heads``): at the memory branch's 1e-5 the score would not learn
+    the dataset's "salient object present" within a recipe's few thousand steps."""
+    ids = {id(p) for n, p in model.named_parameters() if p.requires_grad and n.startswith(OBJECT_SCORE_PARAMS)}
+    if not ids:
+        return groups
+    for g in groups:
+        g["params"] = [p for p in g["params"] if id(p) not in ids]
+    obj = [p for p in model.parameters() if id(p) in ids]
+    lr = lr_heads if lr_object is None else lr_object
+    return [g for g in groups if g["params"]] + [{"name": "object", "params": obj, "lr": lr}]
 
 
 def describe_groups(model: torch.nn.Module, groups: list[dict[str, Any]]) -> list[str]:

@@ -60,6 +60,15 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+EPOCHS = "epochs"
+
+
+def epoch_checkpoint(run: Path, epoch: int) -> Path:
+    """RUN/epochs/epoch-<EEEE>.pt: the weights at the end of one epoch (kept, never pruned; read
+    by ``m4sam_ros.evaluation.epochs``)."""
+    return Path(run) / EPOCHS / f"epoch-{epoch:04d}.pt"
+
+
 def unit_dir(run: Path, step: int) -> Path:
     return Path(run) / CHECKPOINTS / f"step-{step:08d}"
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from m4sam_ros.model.preprocess import normalize_rgb
-from m4sam_ros.training.losses import clip_loss
+from m4sam_ros.training.losses import EDGE_RAMP_FRACTION, OBJECT_WEIGHT, clip_loss, edge_weight_at
 
 
 def gt_cond_probability(step: int, total: int, start: float, end: float) -> float:
@@ -55,6 +55,9 @@ class StepRunner:
     gt_cond_start: float
     gt_cond_end: float
     clip_grad: float = 1.0
+    edge_ramp: float = EDGE_RAMP_FRACTION   # share of the schedule the edge weight ramps over
+    edge_final: float = 1.0                 # edge weight after the ramp (the authors: 0.5 on ViDSOD-100)
+    object_weight: float = OBJECT_WEIGHT
 
     def __post_init__(self) -> None:
         self.per_clip = takes_cond_select(self.model)
@@ -81,6 +84,7 @@ class StepRunner:
         self.optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         prob = gt_cond_probability(step, total, self.gt_cond_start, self.gt_cond_end)
+        edge_w = edge_weight_at(step, total, self.edge_ramp, self.edge_final)
         sums: dict[str, float] = {}
         chosen = clips = 0
         for micro in range(self.accum):
@@ -92,7 +96,8 @@ class StepRunner:
                 select = torch.zeros_like(select)
             chosen, clips = chosen + int(select.sum()), clips + int(select.numel())
             outputs = self._forward(batch, select)
-            parts = clip_loss(outputs, batch["gts"].to(self.device), batch["gt_valid"].to(self.device))
+            parts = clip_loss(outputs, batch["gts"].to(self.device), batch["gt_valid"].to(self.device),
+                              object_weight=self.object_weight, edge_weight=edge_w)
             (parts["total"] / self.accum).backward()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / self.accum
@@ -101,4 +106,4 @@ class StepRunner:
         self.optimizer.step()
         self.scheduler.step()
         return {**{k: round(v, 6) for k, v in sums.items()}, "lr": lrs, "gt_cond": round(chosen / max(clips, 1), 4),
-                "gt_cond_prob": round(prob, 4), "s_per_step": time.perf_counter() - t0}
+                "gt_cond_prob": round(prob, 4), "edge_weight": round(edge_w, 4), "s_per_step": time.perf_counter() - t0}

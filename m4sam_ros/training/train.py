@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from m4sam_ros.data.datasets import DATASETS, DatasetError
 from m4sam_ros.model import CheckpointError, build_m4sam, load_config, parameter_report
+from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
 from m4sam_ros.training import TrainError
 from m4sam_ros.training.build import (
     MIN_LR,
@@ -42,11 +43,13 @@ from m4sam_ros.training.build import (
     optimiser_groups,
     prepare_data,
 )
+from m4sam_ros.training.losses import EDGE_RAMP_FRACTION, OBJECT_WEIGHT
 from m4sam_ros.training.recipes import available_recipes, load_recipe
 from m4sam_ros.training.state import (
     CHECKPOINT,
     LOG,
     STATE,
+    epoch_checkpoint,
     load_latest,
     save_unit,
     sweep_partials,
@@ -86,12 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accum", type=int, default=1, help="gradient accumulation micro-batches")
     p.add_argument("--clip-len", type=int, default=4, help="frames per training clip")
     p.add_argument("--stride", type=int, default=1, help="frame step inside a clip")
+    p.add_argument("--clip-sampling", choices=["chunks", "sliding"], default="chunks",
+                   help="chunks: non-overlapping clips, the last one of a video padded with its last frame (the "
+                        "authors' schedule); sliding: every window (~T x the steps per epoch)")
     p.add_argument("--clip-frames", choices=["auto", "annotated", "all"], default="auto",
                    help="frames clips are built from: annotated ones only (auto: when a video's ground truth "
                         "is sparse) or all")
     p.add_argument("--lr-heads", type=float, default=1e-3, help="learning rate of the new heads (fusion, GMLFF, coarse)")
     p.add_argument("--lr-adapters", type=float, default=1e-4, help="learning rate of the MoE-LoRA adapters")
     p.add_argument("--lr-memory", type=float, help="SAM2's memory branch when the config trains it (default 1e-5)")
+    p.add_argument("--lr-object", type=float, help="SAM2's object-score head when it trains (default --lr-heads)")
+    p.add_argument("--object-weight", type=float, default=OBJECT_WEIGHT, help="weight of the object-score BCE")
+    p.add_argument("--edge-ramp", type=float, default=EDGE_RAMP_FRACTION,
+                   help="share of the schedule over which the edge-loss weight ramps 0.2 -> 0.8 (the authors: "
+                        "20 of 60 epochs)")
+    p.add_argument("--edge-weight", type=float, default=1.0, help="edge-loss weight after the ramp (ViDSOD-100: 0.5)")
     p.add_argument("--lr-base", type=float, help="own learning rate for the SAM2 image trunk when the config "
                    "trains the base in full (default: it trains at --lr-heads, in the heads group)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay")
@@ -103,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="that probability at the last step (linear in between)")
     p.add_argument("--seed", type=int, default=3407, help="random seed (data order, augmentation, init)")
     p.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (0: in the main one)")
+    p.add_argument("--no-epoch-checkpoints", action="store_true",
+                   help="do not keep RUN/epochs/epoch-<E>.pt at the end of every epoch (kept by default, as the "
+                        "authors save every epoch; score them with m4sam-eval-epochs)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loader processes (0: load in the training process; the recipes use 8)")
     add_device_argument(p)
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--synthetic-videos", type=int, default=24, help="synthetic scenes generated (no --data-root)")
@@ -126,7 +142,13 @@ def model_config(args: argparse.Namespace) -> str | dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise TrainError(f"--model-set {item!r}: expected KEY=VALUE, e.g. train_memory_branch=true")
-        cfg[key.strip()] = yaml.safe_load(value)
+        *parents, leaf = key.strip().split(".")  # head.edges=true sets one key of a section
+        node = cfg
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise TrainError(f"--model-set {item!r}: {part!r} is not a section of the model config")
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
     return cfg
 
 
@@ -166,6 +188,13 @@ class Session:
     per_epoch: int
     total_steps: int
     step: int
+
+    def save_epoch(self, epoch: int) -> None:
+        """RUN/epochs/epoch-<E>.pt: the weights at the end of epoch E (atomic; rank 0), as the
+        authors keep one per epoch; ``m4sam-eval-epochs RUN`` scores them all."""
+        if self.procs.rank == 0 and not self.args.no_epoch_checkpoints:
+            save_m4sam_checkpoint(self.model, epoch_checkpoint(self.run, epoch),
+                                  extra={"epoch": epoch, "step": self.step, "args": json.dumps(vars(self.args))})
 
     def save(self) -> None:
         """One atomic unit of weights + train state (rank 0), and the loss curve."""
@@ -217,7 +246,8 @@ def set_up(args: argparse.Namespace) -> Session:
             model, device_ids=[procs.device.index] if procs.device.type == "cuda" else None,
             find_unused_parameters=True)
     runner = StepRunner(model, wrapped, optimizer, scheduler, procs.device, args.accum, args.seed, procs.rank,
-                        args.gt_cond_prob, args.gt_cond_prob_end)
+                        args.gt_cond_prob, args.gt_cond_prob_end, edge_ramp=args.edge_ramp,
+                        edge_final=args.edge_weight, object_weight=args.object_weight)
     return Session(args, procs, run, model, dataset, sampler, optimizer, scheduler, runner, per_epoch,
                    total_steps, step)
 
@@ -254,6 +284,8 @@ def run_steps(sess: Session) -> None:
                     bar.set_postfix(loss=f"{row['total']:.3f}")
                 if sess.step % args.save_every == 0:
                     sess.save()
+                if sess.step % sess.per_epoch == 0:
+                    sess.save_epoch(sess.step // sess.per_epoch)
                 out_of_time = args.time_limit and time.monotonic() - started > 60 * args.time_limit
                 if out_of_time or (args.stop_after and sess.step - first_step >= args.stop_after):
                     sess.total_steps = sess.step  # stop here; the schedule state is saved for --resume
