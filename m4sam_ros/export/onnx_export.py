@@ -139,7 +139,7 @@ def _export_one(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output
     return {
         "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in inputs.items()},
         "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-                    for k, v in zip(outputs, expected)},
+                    for k, v in zip(outputs, expected, strict=True)},
     }
 
 
