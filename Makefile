@@ -71,8 +71,10 @@ mutation: setup testenv
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) tools/mutation_check.py
 
 # The main job: the real node on a replayed synthetic RGB-D bag, recorded and scored (demo_output/).
+# BACKEND=onnxruntime: the model exported by m4sam-export and run by ONNX Runtime in the node.
+BACKEND ?= torch
 demo: setup
-	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.apps.demo --out demo_output
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.apps.demo --out demo_output --backend $(BACKEND)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output .pytest_cache .ruff_cache

@@ -16,6 +16,10 @@ not memory). ``--memory-only --frames 10000`` soaks the streaming state alone.
 training steps of hiera-l at 352 px from random weights in the official SAM2.1 format, streaming
 RGB-D inference at three sizes with and without torch.compile, and GPU memory at frame 100 vs
 2,000, in one JSON, in under 8 minutes. ``--gpu-suite --device cpu --tiny`` runs it end to end here.
+
+``--backend onnxruntime`` (``m4sam_ros.benchmarks.onnx_bench``): the model exported to ONNX and run
+by ONNX Runtime against the PyTorch predictor in one process, at ``--threads`` (default 1,2): ms/frame,
+CPU ms/frame, ORT / PyTorch, RGB-D / RGB-only for both, and each backend's peak RSS.
 """
 
 from __future__ import annotations
@@ -160,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="train + stream + memory check on a GPU, one JSON (default gpu_suite.json)")
     p.add_argument("--tiny", action="store_true", help="--gpu-suite at a tiny size (demo model, 64 px): CPU-runnable")
     p.add_argument("--budget-s", type=float, default=450.0, help="--gpu-suite: start no part after this many seconds")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: export the model and compare ONNX Runtime with PyTorch (CPU)")
+    p.add_argument("--threads", default="1,2", help="--backend onnxruntime: thread counts to time, e.g. 1,2")
+    p.add_argument("--no-rss", action="store_true", help="--backend onnxruntime: skip the peak-RSS child processes")
     args = p.parse_args(argv)
     if args.gpu_suite:
         from m4sam_ros.benchmarks.gpu_suite import run_gpu_suite
@@ -178,7 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     args.device = args.device or "cpu"
     if args.size % 32:
         p.error(f"--size must be a multiple of 32, got {args.size}")
-    if args.memory_only:
+    if args.backend == "onnxruntime":
+        from m4sam_ros.benchmarks.onnx_bench import run_onnx_bench
+
+        if args.device != "cpu":
+            p.error("--backend onnxruntime times the CPU; the GPU route is --gpu-suite")
+        try:
+            threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
+        except ValueError:
+            p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+        res = run_onnx_bench(args.size, args.frames, args.model_size, args.warmup, threads, rss=not args.no_rss)
+    elif args.memory_only:
         if args.frames < 18:
             p.error("--memory-only needs --frames >= 18 (past the 16-frame memory window)")
         res = run_memory_soak(args.size, args.frames, args.device, args.model_size)
