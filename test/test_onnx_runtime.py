@@ -176,3 +176,8 @@ def test_refuses_a_folder_without_manifest_and_too_many_cond_frames(exported: tu
         OrtStreamingPredictor(out, max_cond_frames=3)
     with pytest.raises(ValueError, match="rgb-only-encoder"):
         OrtStreamingPredictor(out, rgb_only=True)
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ValueError, match="onnxruntime-gpu"):
+            OrtStreamingPredictor(out, providers="cuda")

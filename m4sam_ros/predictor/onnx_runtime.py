@@ -83,13 +83,18 @@ def resolve_providers(providers: str | list[str] | None) -> list[str]:
     if wanted is None:
         raise ValueError(f"providers must be one of {sorted(PROVIDER_CHOICES)} or a list, got {providers!r}")
     have = ort.get_available_providers()
-    missing = [p for p in wanted if p not in have]
-    if missing and missing != wanted[:len(missing)] or not [p for p in wanted if p in have]:
-        raise ValueError(f"execution providers {missing} are not in this onnxruntime build (it has {have}); "
-                         "install onnxruntime-gpu (CUDA/TensorRT) or use providers='cpu'")
-    if missing:
-        log.warning("execution providers %s unavailable here; using %s", missing, [p for p in wanted if p in have])
+    if wanted[0] not in have:
+        raise ValueError(f"execution provider {wanted[0]} is not in this onnxruntime build (it has {have}); "
+                         "install onnxruntime-gpu (CUDA/TensorRT; Jetson: NVIDIA's JetPack wheel) or use "
+                         "providers='cpu'")
     return [p for p in wanted if p in have]
+
+
+def default_threads() -> int | None:
+    """ONNX Runtime's intra-op threads when none are given: OMP_NUM_THREADS if set (the node and
+    the demo limit PyTorch with it), else ONNX Runtime's own choice."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 class OrtStreamingPredictor:
@@ -97,8 +102,8 @@ class OrtStreamingPredictor:
 
     ``model_dir``: a folder written by ``m4sam-export``. The keyword arguments are
     ``StreamingPredictor``'s (thresholds, ``output``, ``max_cond_frames``, ``rgb_only``);
-    ``threads``: ONNX Runtime's intra-op threads (None: its default); ``providers``: cpu, cuda,
-    tensorrt or a list of execution providers."""
+    ``threads``: ONNX Runtime's intra-op threads (None: ``OMP_NUM_THREADS``, else its default);
+    ``providers``: cpu, cuda, tensorrt or a list of execution providers (CPU as the fallback)."""
 
     backend = "onnxruntime"
 
@@ -129,7 +134,7 @@ class OrtStreamingPredictor:
                                self.manifest["layout"], sam)
         self.providers = resolve_providers(providers)
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else self.providers[0]
-        opts = session_options(threads)
+        opts = session_options(default_threads() if threads is None else threads)
         names = list(REQUIRED_GRAPHS) + (["encoder_rgb"] if rgb_only else [])
         self.sessions = {n: ort.InferenceSession(str(self.model_dir / self.manifest["graphs"][n]["file"]),
                                                  sess_options=opts, providers=self.providers) for n in names}
