@@ -181,3 +181,23 @@ def test_refuses_a_folder_without_manifest_and_too_many_cond_frames(exported: tu
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="onnxruntime-gpu"):
             OrtStreamingPredictor(out, providers="cuda")
+
+
+def test_export_cli_validates_each_graph_against_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """m4sam-export --checkpoint ... --validate: every graph within 1e-4 of its PyTorch module; a
+    missing checkpoint is refused by name and leaves no folder."""
+    from m4sam_ros.export.onnx_export import main as export_main
+    from m4sam_ros.model import save_m4sam_checkpoint
+
+    torch.manual_seed(1)
+    ckpt = tmp_path / "m.pt"
+    save_m4sam_checkpoint(build_m4sam("m4sam_demo", image_size=32), ckpt)
+    out = tmp_path / "onnx"
+    assert export_main(["--checkpoint", str(ckpt), "--out", str(out), "--validate", "--rgb-only-encoder"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "max |ORT - torch|" in ln]
+    assert len(lines) == 6 and all(float(ln.split("=")[-1]) < 1e-4 for ln in lines), lines
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["image_size"] == 32 and man["checkpoint"] == "m.pt" and man["rgb_only_encoder"]
+    with pytest.raises(SystemExit, match="not found"):
+        export_main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()

@@ -185,6 +185,27 @@ def export_model(model: Any, out_dir: str | Path, *, max_cond_frames: int = 4, o
     return manifest
 
 
+def validate_graphs(model: Any, out_dir: str | Path) -> dict[str, float]:
+    """Each graph of ``out_dir`` run by ONNX Runtime (CPU) on the export's example inputs against the
+    PyTorch module: graph name -> max |ORT - torch| over its outputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
+    layout = manifest["layout"]
+    inputs, modules = example_inputs(model, layout), graph_modules(model, layout)
+    errors = {}
+    for name, graph in manifest["graphs"].items():
+        sess = ort.InferenceSession(str(Path(out_dir) / graph["file"]), providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in sess.get_inputs()}
+        got = sess.run(None, {k: v.numpy() for k, v in inputs[name].items() if k in wanted})
+        with torch.no_grad():
+            expected = modules[name](*inputs[name].values())
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        errors[name] = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
+    return errors
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="m4sam-export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="M4-SAM checkpoint (holds its config); omit with --config for random weights")
@@ -220,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
                             rgb_only_encoder=args.rgb_only_encoder, checkpoint=args.checkpoint, recommended=rec)
     print(f"m4sam-export: {len(manifest['graphs'])} graphs at {manifest['image_size']} px -> {args.out}")
     if args.validate:
-        from m4sam_ros.export.validate import validate_graphs
-
         for name, err in validate_graphs(model, args.out).items():
             print(f"  {name}: max |ORT - torch| = {err:.2e}")
     return 0
