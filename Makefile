@@ -93,8 +93,10 @@ mutation: setup testenv
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) tools/mutation_check.py
 
 # The main job: the real node on a replayed synthetic RGB-D bag, recorded and scored (demo_output/).
+# BACKEND=onnxruntime: the model exported by m4sam-export and run by ONNX Runtime in the node.
+BACKEND ?= torch
 demo: setup
-	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.apps.demo --out demo_output
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m m4sam_ros.apps.demo --out demo_output --backend $(BACKEND)
 
 # The one prepared GPU run (issue 20): GPU suite, then train + score the 256 px demo model, in OUT.
 OUT ?= gpu_run

@@ -52,3 +52,19 @@ def test_gpu_suite_runs_end_to_end_on_cpu_at_tiny_size(tmp_path: Path) -> None:
     assert stream["fps"] > 0 and 0 < stream["p50_ms"] <= stream["p99_ms"]
     assert "skipped" in res["stream_demo_64_compiled"]
     assert res["memory"]["equal"] and res["memory"]["state_bytes_early"] == res["memory"]["state_bytes_late"]
+    assert "no CUDA" in res["onnx"]["skipped"]  # the ONNX GPU route says it was not run
+
+
+def test_onnxruntime_backend_figures(tmp_path: Path) -> None:
+    """--backend onnxruntime: export, both backends on the same frames, ratios that are the
+    quotients of the printed times, and each backend's peak RSS from its own process."""
+    out = tmp_path / "ort.json"
+    assert main(["--backend", "onnxruntime", "--size", "64", "--frames", "5", "--warmup", "1", "--model-size", "demo",
+                 "--threads", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for b in ("torch_rgbd", "torch_rgb", "ort_rgbd", "ort_rgb"):
+        assert res[f"{b}_ms_t1"] > 0 and res[f"{b}_cpu_ms_t1"] > 0, b
+    assert res["ratio_ort_vs_torch_t1"] == round(res["ort_rgbd_ms_t1"] / res["torch_rgbd_ms_t1"], 3)
+    assert res["rgbd_over_rgb_ort_cpu_t1"] == round(res["ort_rgbd_cpu_ms_t1"] / res["ort_rgb_cpu_ms_t1"], 3)
+    # the torch-free process holds no torch: well under the PyTorch process's peak
+    assert 0 < res["ort_peak_rss_mib"] < 0.8 * res["torch_peak_rss_mib"]

@@ -238,3 +238,29 @@ def test_protocols_paper_and_streaming(data_root: Path, checkpoint: Path, tmp_pa
     assert eval_main(["--checkpoint", str(checkpoint), "--dataset", "rdvs", "--data-root", str(sparse),
                       "--out", str(out), "--protocol", "streaming", "--clip-len", "4", "--quiet"]) == 2
     assert "--clip-len is for --protocol paper" in capsys.readouterr().err
+
+
+def test_onnxruntime_backend_scores_as_pytorch(data_root: Path, checkpoint: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """m4sam-export of the checkpoint, then m4sam-eval --backend onnxruntime: every metric of every
+    branch within 0.01 of the PyTorch run (the maps agree to ~1e-6, so they round to the same PNGs)."""
+    from m4sam_ros.export.onnx_export import main as export_main
+
+    model_dir = tmp_path / "onnx"
+    assert export_main(["--checkpoint", str(checkpoint), "--out", str(model_dir)]) == 0
+    runs = {}
+    for backend, src in (("torch", ["--checkpoint", str(checkpoint)]), ("onnxruntime", ["--model-dir", str(model_dir)])):
+        out = tmp_path / backend
+        assert eval_main([*src, "--backend", backend, "--dataset", "synthetic", "--data-root", str(data_root),
+                          "--out", str(out), "--output", "all", "--clip-len", "3", "--quiet"]) == 0
+        runs[backend] = json.loads((out / "metrics.json").read_text())
+    for method, per in runs["torch"].items():
+        got = runs["onnxruntime"][method]["synthetic"]
+        assert got["backend"] == "onnxruntime" and per["synthetic"]["backend"] == "torch"
+        for k in KEYS:
+            assert got[k] == pytest.approx(per["synthetic"][k], abs=0.01), (method, k)
+    common = ["--dataset", "synthetic", "--data-root", str(data_root), "--out", str(tmp_path / "x"), "--quiet"]
+    assert eval_main(["--model-dir", str(tmp_path / "missing"), *common]) == 2
+    assert "m4sam-export" in capsys.readouterr().err
+    assert eval_main(["--checkpoint", str(checkpoint), "--backend", "onnxruntime", *common]) == 2
+    assert "--model-dir" in capsys.readouterr().err

@@ -19,7 +19,8 @@ import m4sam_ros
 
 PKG = Path(m4sam_ros.__file__).resolve().parent
 ROOT = PKG.parent
-EVERYTHING = {"util", "msgs", "scene", "viz", "model", "data", "predictor", "training", "evaluation", "ros"}
+EVERYTHING = {"util", "msgs", "scene", "viz", "model", "data", "predictor", "training", "evaluation", "ros",
+              "export"}
 # package -> the packages it may import (besides itself); docs/DESIGN.md draws the same
 ALLOWED: dict[str, set[str]] = {
     "util": set(),
@@ -30,12 +31,13 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"model", "msgs", "util"},
     "predictor": {"model", "util"},
     "training": {"model", "data", "viz", "util"},
+    "export": {"model", "util"},
     "evaluation": {"predictor", "model", "data", "viz", "util"},
     "ros": {"predictor", "model", "msgs", "scene", "viz", "util"},
     "apps": EVERYTHING,
     "benchmarks": EVERYTHING | {"apps"},
 }
-ROS_FREE = {"util", "msgs", "scene", "viz", "model", "data", "predictor", "training", "evaluation"}
+ROS_FREE = {"util", "msgs", "scene", "viz", "model", "data", "predictor", "training", "evaluation", "export"}
 ROS_MODULES = {"rclpy", "rcl_interfaces", "message_filters", "cv_bridge", "sensor_msgs", "sensor_msgs_py",
                "std_msgs", "std_srvs", "geometry_msgs", "visualization_msgs", "diagnostic_msgs", "vision_msgs",
                "lifecycle_msgs", "builtin_interfaces", "launch", "launch_ros", "rosidl_runtime_py",

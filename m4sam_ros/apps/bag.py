@@ -511,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="model config name or YAML (default: the checkpoint's own config)")
     p.add_argument("--sam2-checkpoint", help="official SAM2.1 weights (sam2.1_hiera_*.pt) for the base")
     add_device_argument(p)
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="onnxruntime: run the ONNX graphs of --model-dir (m4sam-export) without torch")
+    p.add_argument("--model-dir", help="folder written by m4sam-export (--backend onnxruntime)")
     p.add_argument("--branch", choices=["auto", "memory", "coarse", "combined"], default="auto",
                    help="map behind /m4sam/saliency and /m4sam/mask (the node's `output` parameter; auto: the "
                         "checkpoint's recommended branch, else memory)")
@@ -577,14 +580,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> BagSummary:
-    from m4sam_ros.model.checkpoint import CheckpointError, MissingSAM2WeightsError
-    from m4sam_ros.predictor import StreamingPredictor
+def _build_ort(args: argparse.Namespace) -> Any:
+    """The ONNX Runtime predictor of ``--model-dir`` (imports no torch)."""
+    from m4sam_ros.predictor.onnx_runtime import OrtStreamingPredictor
 
+    if not args.model_dir:
+        raise BagError("--backend onnxruntime needs --model-dir DIR (write it with `m4sam-export --checkpoint CK "
+                       "--out DIR`)")
+    if args.checkpoint or args.config or args.sam2_checkpoint:
+        raise BagError("--backend onnxruntime runs the exported graphs of --model-dir: drop --checkpoint/--config/"
+                       "--sam2-checkpoint (they are the export's input)")
+    providers = "cuda" if str(args.device).startswith("cuda") else "cpu"
+    try:
+        return OrtStreamingPredictor(args.model_dir, providers=providers, output=args.branch,
+                                     mask_threshold=args.mask_threshold)
+    except FileNotFoundError as exc:
+        raise BagError(str(exc)) from exc
+
+
+def _run(args: argparse.Namespace) -> BagSummary:
     check_video_path(args.video)  # before a model is built
     overwrite = 2 if args.force_overwrite else min(int(args.overwrite), 2)
     check_overwrite(Path(args.output), overwrite)
     _open_reader(Path(args.input)).close()  # a bad bag fails before a model is built
+    if args.backend == "onnxruntime":
+        return _process(args, _build_ort(args))
+    from m4sam_ros.model.checkpoint import CheckpointError, MissingSAM2WeightsError
+    from m4sam_ros.predictor import StreamingPredictor
+
     device = resolve_device(args.device)  # ValueError: one line, before a model is built
     checkpoint = args.checkpoint
     if checkpoint is None and args.config is None:
@@ -601,11 +624,15 @@ def _run(args: argparse.Namespace) -> BagSummary:
     except (CheckpointError, RuntimeError, KeyError, EOFError) as exc:  # torch.load / state-dict errors
         raise BagError(f"cannot build the model from checkpoint {checkpoint} (config {args.config}): "
                        f"{_one_line(exc)}") from exc
+    return _process(args, predictor)
+
+
+def _process(args: argparse.Namespace, predictor: Any) -> BagSummary:
     return process_bag(args.input, args.output, predictor, color_topic=args.color_topic,
                        depth_topic=args.depth_topic, info_topic=args.info_topic or None,
                        slop_s=args.slop, queue_size=args.queue, storage=args.storage,
                        video=args.video, video_fps=args.video_fps,
-                       overwrite=overwrite,
+                       overwrite=2 if args.force_overwrite else min(int(args.overwrite), 2),
                        progress=not args.quiet, points=args.points, transport=args.transport)
 
 

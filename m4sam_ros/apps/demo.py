@@ -212,27 +212,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=90, help="frames of the synthetic scene replayed")
     p.add_argument("--seed", type=int, default=90213, help="scene seed (held out from training)")
     p.add_argument("--checkpoint", default=None, help="M4-SAM checkpoint (default: the bundled demo model)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="onnxruntime: export the model (m4sam-export) and run the node on ONNX Runtime")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised by `make demo`
     args = build_parser().parse_args(argv)
     summary = run_demo(Path(args.out), frames=args.frames, seed=args.seed,
-                       checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+                       checkpoint=Path(args.checkpoint) if args.checkpoint else None, backend=args.backend)
     print(json.dumps(summary, indent=2))
     return 0 if summary["masks_received"] > 0 else 1
 
 
 def run_demo(out: Path, frames: int = 90, seed: int = 90213, checkpoint: Path | None = None,
-             width: int = 320, height: int = 240, fps: float = 15.0) -> dict[str, Any]:
-    """The whole demo; writes ``out`` (replaced only when the run succeeded) and returns the summary."""
+             width: int = 320, height: int = 240, fps: float = 15.0, backend: str = "torch") -> dict[str, Any]:
+    """The whole demo; writes ``out`` (replaced only when the run succeeded) and returns the summary.
+    ``backend="onnxruntime"``: the model is exported to ``out/onnx`` and the node runs it there."""
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
     with building_dir(Path(out)) as stage:
         stage.mkdir()
-        return _run_demo_in(stage, frames, seed, checkpoint, width, height, fps)
+        return _run_demo_in(stage, frames, seed, checkpoint, width, height, fps, backend)
+
+
+def export_demo_model(checkpoint: Path | None, out: Path) -> Path:
+    """``m4sam-export`` of ``checkpoint`` (default: the bundled demo model) into ``out``."""
+    from m4sam_ros.export.onnx_export import main as export_main
+    from m4sam_ros.ros.params import DEMO_MODEL
+
+    if export_main(["--checkpoint", str(checkpoint or DEMO_MODEL), "--out", str(out)]) != 0:
+        raise RuntimeError("m4sam-export failed")
+    return out
 
 
 def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, width: int, height: int,
-                 fps: float) -> dict[str, Any]:
+                 fps: float, backend: str = "torch") -> dict[str, Any]:
     import cv2
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -250,7 +265,10 @@ def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, w
                     key=lambda e: e[1])
     pairs_sent = len(pair_sequence(events, queue_size=10, slop_s=0.02))
 
-    node_proc = start_node(checkpoint, stage / "node.log")
+    extra = None
+    if backend == "onnxruntime":
+        extra = {"backend": "onnxruntime", "model_dir": str(export_demo_model(checkpoint, stage / "onnx"))}
+    node_proc = start_node(checkpoint, stage / "node.log", extra)
     rclpy.init()
     demo_node = rclpy.create_node("m4sam_demo_player")
     recorder = Recorder(demo_node, "/m4sam", stage / "output_bag")
@@ -291,6 +309,7 @@ def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, w
     summary["image_size"] = [width, height]
     summary["fps"] = fps
     summary["checkpoint"] = str(checkpoint) if checkpoint else "bundled demo model"
+    summary["backend"] = backend
 
     ordered = sorted(recorder.overlays)
     if ordered:

@@ -18,6 +18,10 @@ needs SAM2's weights: the loader's rule, as everywhere).
 training steps of hiera-l at 352 px from random weights in the official SAM2.1 format, streaming
 RGB-D inference at three sizes with and without torch.compile, and GPU memory at frame 100 vs
 2,000, in one JSON, in under 8 minutes. ``--gpu-suite --device cpu --tiny`` runs it end to end here.
+
+``--backend onnxruntime`` (``m4sam_ros.benchmarks.onnx_bench``): the model exported to ONNX and run
+by ONNX Runtime against the PyTorch predictor in one process, at ``--threads`` (default 1,2): ms/frame,
+CPU ms/frame, ORT / PyTorch, RGB-D / RGB-only for both, and each backend's peak RSS.
 """
 
 from __future__ import annotations
@@ -181,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train + stream + memory check on a GPU, one JSON (default gpu_suite.json)")
     p.add_argument("--tiny", action="store_true", help="--gpu-suite at a tiny size (demo model, 64 px): CPU-runnable")
     p.add_argument("--budget-s", type=float, default=450.0, help="--gpu-suite: start no part after this many seconds")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: export the model and compare ONNX Runtime with PyTorch (CPU)")
+    p.add_argument("--threads", default="1,2", help="--backend onnxruntime: thread counts to time, e.g. 1,2")
+    p.add_argument("--no-rss", action="store_true", help="--backend onnxruntime: skip the peak-RSS child processes")
     return p
 
 
@@ -211,7 +219,20 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = {"checkpoint": args.checkpoint, "sam2_checkpoint": args.sam2_checkpoint}
     try:
-        if args.memory_only:
+        if args.backend == "onnxruntime":
+            from m4sam_ros.benchmarks.onnx_bench import run_onnx_bench
+
+            if args.device != "cpu":
+                p.error("--backend onnxruntime times the CPU (--device cpu); the GPU route is --gpu-suite")
+            if args.checkpoint:
+                p.error("--backend onnxruntime times random weights of --model-size; drop --checkpoint")
+            try:
+                threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
+            except ValueError:
+                p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+            res = run_onnx_bench(args.size, args.frames, args.model_size, args.warmup, threads,
+                                 rss=not args.no_rss)
+        elif args.memory_only:
             if args.frames < 18:
                 p.error("--memory-only needs --frames >= 18 (past the 16-frame memory window)")
             res = run_memory_soak(args.size, args.frames, args.device, args.model_size, **weights)

@@ -8,7 +8,10 @@ In order, each part timed and guarded (an error is recorded in the JSON, the nex
    ``StepRunner`` of ``m4sam-train`` (bf16 autocast on CUDA): finite loss, peak memory, s/step;
 2. streaming RGB-D inference (the node's predictor): hiera-t at 512 and 1024 px and hiera-l at
    352 px, frames/s, p50 and p99 latency, bf16 autocast, eager; then the same with torch.compile;
-3. memory: allocated GPU memory at frame 100 and at frame 2,000 of a stream (must be equal).
+3. memory: allocated GPU memory at frame 100 and at frame 2,000 of a stream (must be equal);
+4. onnx: the ONNX export on ONNX Runtime's CUDA and TensorRT execution providers (frames/s, p99,
+   parity with the CPU EP) and each graph through ``trtexec --fp16``, hiera-t at 512 and 1024 px
+   (``onnx_bench.onnx_gpu_part``); without CUDA it reports these as skipped.
 
 ``--tiny`` shrinks everything (demo model, 64 px, a few steps and frames) so that
 ``--device cpu --tiny`` runs end to end on a CPU. torch.compile is a CUDA path of the predictor;
@@ -188,5 +191,12 @@ def run_gpu_suite(device: str = "cuda", tiny: bool = False, budget_s: float = 45
                  needs_s=90.0 if compile_ and dev.type == "cuda" else 0.0)
         if not compile_:
             part("memory", lambda: _memory_part(spec["memory"], dev, spec["camera"]))
+    if dev.type == "cuda":
+        from m4sam_ros.benchmarks.onnx_bench import onnx_gpu_part
+
+        onnx_spec = {"sizes": (64,), "frames": 8, "warmup": 2, "config": "m4sam_demo"} if tiny else {}
+        part("onnx", lambda: onnx_gpu_part(**onnx_spec), needs_s=120.0)
+    else:
+        res["onnx"] = {"skipped": "no CUDA device: ONNX Runtime CUDA/TensorRT EPs and trtexec FP16 not run here"}
     res["seconds"] = round(time.perf_counter() - started, 1)
     return res

@@ -149,9 +149,20 @@ def minmax_normalise(x: np.ndarray) -> np.ndarray:
 class PredictorRunner:
     """Runs the streaming predictor over a video and yields per-branch float maps per frame."""
 
-    def __init__(self, checkpoint: str | Path, config: str | None = None, sam2_checkpoint: str | None = None,
+    def __init__(self, checkpoint: str | Path | None, config: str | None = None, sam2_checkpoint: str | None = None,
                  device: str = "cpu", image_size: int | None = None, output: str = "memory",
-                 protocol: str = DEFAULT_PROTOCOL, no_object_fallback: bool = True, minmax: bool = False) -> None:
+                 protocol: str = DEFAULT_PROTOCOL, no_object_fallback: bool = True, minmax: bool = False,
+                 model_dir: str | Path | None = None) -> None:
+        if protocol not in PROTOCOLS:
+            raise EvalError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        self.minmax = minmax  # the authors' per-frame min-max normalisation (m4sam-eval's paper protocol)
+        #: (video name, frame index) -> (no-object gate fired, fell back to the coarse map)
+        self.gate: dict[tuple[str, int], tuple[bool, bool]] = {}
+        if model_dir is not None:
+            self._init_onnx(Path(model_dir), device, output, protocol, no_object_fallback)
+            return
+        if checkpoint is None:
+            raise EvalError("give a checkpoint (PyTorch) or model_dir (ONNX Runtime)")
         import torch
 
         from m4sam_ros.model import build_m4sam
@@ -174,10 +185,7 @@ class PredictorRunner:
             raise EvalError(str(exc)) from exc
         from m4sam_ros.predictor import StreamingPredictor
 
-        if protocol not in PROTOCOLS:
-            raise EvalError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         self.protocol = protocol
-        self.minmax = minmax  # the authors' per-frame min-max normalisation (m4sam-eval's paper protocol)
         from m4sam_ros.model.checkpoint import recommended_output
 
         self.predictor = StreamingPredictor(model, torch.device(device),
@@ -187,8 +195,23 @@ class PredictorRunner:
                                             **(NO_HEURISTICS if protocol == "paper" else {}))
         self.image_size = int(model.image_size)
         self.extra = ckpt.get("extra", {})
-        #: (video name, frame index) -> (no-object gate fired, fell back to the coarse map)
-        self.gate: dict[tuple[str, int], tuple[bool, bool]] = {}
+
+    def _init_onnx(self, model_dir: Path, device: str, output: str, protocol: str,
+                   no_object_fallback: bool = True) -> None:
+        """The same runner over an ``m4sam-export`` folder (``--backend onnxruntime``): no torch."""
+        from m4sam_ros.predictor.onnx_runtime import OrtStreamingPredictor
+
+        self.protocol = protocol
+        try:
+            self.predictor = OrtStreamingPredictor(
+                model_dir, output=output if output in BRANCHES else "memory",
+                providers="cuda" if str(device).startswith("cuda") else "cpu",
+                no_object_fallback=no_object_fallback,
+                **(NO_HEURISTICS if protocol == "paper" else {}))
+        except (FileNotFoundError, ValueError) as exc:
+            raise EvalError(f"--model-dir {model_dir}: {exc}") from exc
+        self.image_size = self.predictor.image_size
+        self.extra = {"recommended_output": self.predictor.recommended_output}
 
     def schedule(self, video: Video, clip_len: int) -> list[tuple[int, bool]]:
         """(frame index, reset before it) in feeding order, as the protocol prescribes.
@@ -202,8 +225,6 @@ class PredictorRunner:
 
     def run(self, video: Video, clip_len: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Frame index -> {coarse, memory, combined} float maps at the frame's resolution."""
-        from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
-
         for i, reset in self.schedule(video, clip_len):
             if reset:
                 self.predictor.reset()
@@ -211,9 +232,17 @@ class PredictorRunner:
             if video.depth_kind == "metric":
                 # the deployment path: raw camera depth in, the predictor normalises it
                 res = self.predictor.step(frame.rgb, frame.depth)
+            elif getattr(self.predictor, "backend", "torch") == "onnxruntime":
+                from m4sam_ros.model.preprocess_np import depth_to_array, rgb_to_array
+
+                res = self.predictor.step_array(rgb_to_array(frame.rgb, self.image_size),
+                                                depth_to_array(normalize_depth(frame.depth, video.depth_kind),
+                                                               self.image_size), frame.rgb.shape[:2])
             else:
                 # benchmark depth is relative (a stored image, near = bright): same model call, but
                 # normalised as the dataset's kind, exactly as in training
+                from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
+
                 dev = self.predictor.device
                 image = rgb_to_tensor(frame.rgb, self.image_size).to(dev)
                 depth01 = depth_to_tensor(normalize_depth(frame.depth, video.depth_kind), self.image_size).to(dev)
@@ -371,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="M4-SAM checkpoint to run through the streaming predictor")
     src.add_argument("--pred-dir", help="score saved maps DIR[/<dataset>]/<video>/<stem>.png of any method")
     src.add_argument("--baseline", choices=["depth"], help="score a baseline that needs no model")
+    src.add_argument("--model-dir", help="ONNX folder from m4sam-export, run by ONNX Runtime (--backend onnxruntime)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                   help="torch (with --checkpoint) or onnxruntime (with --model-dir); default: what the source implies")
     p.add_argument("--dataset", choices=DATASETS, required=True, help="dataset layout under --data-root")
     p.add_argument("--data-root", required=True, help="dataset root (the layout of --dataset)")
     p.add_argument("--split", default="test", help="split folder of the dataset")
@@ -419,7 +451,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                                 progress=not args.quiet)
         meta["source"] = "depth baseline (Otsu on nearness, largest component)"
     else:
-        if args.threads:
+        backend = args.backend or ("onnxruntime" if args.model_dir else "torch")
+        if (backend == "onnxruntime") != bool(args.model_dir):
+            raise EvalError("--backend onnxruntime runs --model-dir (an m4sam-export folder); --backend torch runs "
+                            "--checkpoint")
+        if args.threads and backend == "torch":
             import torch
 
             torch.set_num_threads(args.threads)
@@ -435,7 +471,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             raise EvalError(f"--device: {exc}") from exc
         runner = PredictorRunner(args.checkpoint, args.config, args.sam2_checkpoint, device, args.image_size,
                                  args.output, args.protocol, no_object_fallback=not args.no_fallback,
-                                 minmax=args.protocol == "paper")
+                                 minmax=args.protocol == "paper", model_dir=args.model_dir)
         branches = list(BRANCHES) if args.output == "all" else [args.output]
         base = args.method or "m4sam"
         suffix = "" if args.protocol == DEFAULT_PROTOCOL else f"-{args.protocol}"
@@ -447,7 +483,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 yield i, {names[b]: by_branch[b] for b in branches}
 
         results = evaluate_maps(videos, maps, list(names.values()), save, progress=not args.quiet)
-        meta |= {"source": str(args.checkpoint), "protocol": args.protocol,
+        meta |= {"source": str(args.model_dir or args.checkpoint), "protocol": args.protocol, "backend": backend,
                  "clip_len": clip_len if args.protocol == "paper" else None,
                  "normalisation": "per-frame min-max" if args.protocol == "paper" else "none",
                  "no_object_fallback": not args.no_fallback} | runner.gate_counts(videos)

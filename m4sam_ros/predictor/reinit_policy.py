@@ -4,16 +4,21 @@ A track has failed when the object score stays low, or memory and coarse maps di
 threshold), for N frames in a row; a shot boundary makes the memory stale at once; and a caller
 may ask for it (``request``). The predictor's own restart on a backwards stamp is not here: that
 forgets everything, this keeps the older conditioning frames.
+
+Torch-free: the maps may be torch tensors (``StreamingPredictor``) or numpy arrays
+(``OrtStreamingPredictor``); both backends share this one rule.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
-import torch
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+def _iou(a: Any, b: Any) -> float:
+    """IoU of two boolean maps (torch or numpy); 1 when both are empty."""
     inter = (a & b).sum().item()
     union = (a | b).sum().item()
     return 1.0 if union == 0 else inter / union
@@ -62,12 +67,12 @@ class ReinitPolicy:
             return False
         return float(np.mean(prev * thumb)) < self.cut_threshold
 
-    def update(self, object_score: float, memory_logits: torch.Tensor, coarse_logits: torch.Tensor) -> bool:
+    def update(self, object_score: float, memory_logits: Any, coarse_logits: Any) -> bool:
         """After a tracked frame (``memory_logits`` and ``coarse_logits`` at the same size): True
         when the next frame should be conditioned on its pseudo mask again."""
         self.low_score_run = self.low_score_run + 1 if object_score < self.score_threshold else 0
-        mem = memory_logits.float() > 0
-        coarse = coarse_logits.float() > 0
+        mem = memory_logits > 0  # torch or numpy, any float dtype: the sign needs no upcast
+        coarse = coarse_logits > 0
         iou = _iou(mem, coarse)
         self.disagree_run = self.disagree_run + 1 if iou < self.iou_threshold else 0
         return (self.low_score_run >= self.low_score_frames

@@ -1,5 +1,6 @@
-"""Parameters -> a ready StreamingPredictor, or a ConfigurationError that names the parameter and
-what to do. Checks paths before importing torch-heavy modules, so a wrong path fails fast."""
+"""Parameters -> a ready StreamingPredictor (backend torch) or OrtStreamingPredictor (backend
+onnxruntime), or a ConfigurationError that names the parameter and what to do. Checks paths before
+importing torch-heavy modules, so a wrong path fails fast; the onnxruntime path imports no torch."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 
 from m4sam_ros.ros.params import DEMO_MODEL, PREDICTOR_THRESHOLDS, WEIGHTS_HELP, ConfigurationError
 
-__all__ = ["PREDICTOR_THRESHOLDS", "apply_threshold", "build_predictor", "predictor_device", "release_memory",
-           "resolve_device", "resolve_weights"]
+__all__ = ["PREDICTOR_THRESHOLDS", "apply_threshold", "build_ort_predictor", "build_predictor", "predictor_device",
+           "release_memory", "resolve_device", "resolve_weights"]
 
 
 def resolve_weights(p: Callable[[str], Any]) -> tuple[str, str, str | None]:
@@ -65,8 +66,35 @@ def resolve_device(setting: str) -> str:
         raise ConfigurationError(f"parameter 'device': {exc}") from exc
 
 
+def build_ort_predictor(p: Callable[[str], Any]) -> tuple[Any, str]:
+    """(OrtStreamingPredictor, 'cpu' or its execution provider) from ``model_dir``; imports no torch."""
+    from m4sam_ros.predictor.onnx_runtime import OrtStreamingPredictor
+
+    model_dir = str(p("model_dir")).strip()
+    if not model_dir:
+        raise ConfigurationError("parameter 'model_dir' is empty, but backend is onnxruntime: export the model "
+                                 "with `m4sam-export --checkpoint CK --out DIR` and set model_dir:=DIR")
+    if not Path(os.path.expanduser(model_dir)).is_dir():
+        raise ConfigurationError(f"parameter 'model_dir' = {model_dir!r}: no such folder (write it with m4sam-export)")
+    if int(p("image_size")):
+        raise ConfigurationError("parameter 'image_size' must be 0 with backend onnxruntime: the graphs have "
+                                 "their exported size (export again with m4sam-export --image-size)")
+    device = str(p("device"))
+    providers = "cuda" if device.startswith("cuda") else "cpu"
+    thresholds = {attr: p(name) for name, attr in PREDICTOR_THRESHOLDS.items()}
+    try:
+        predictor = OrtStreamingPredictor(model_dir, providers=providers, **thresholds)
+    except (FileNotFoundError, ValueError) as exc:
+        name = "device" if "execution provider" in str(exc) else "model_dir"
+        raise ConfigurationError(f"parameter '{name}': {exc}") from exc
+    predictor.warm_up()
+    return predictor, predictor.device
+
+
 def build_predictor(p: Callable[[str], Any]) -> tuple[Any, str]:
-    """(StreamingPredictor, the device it runs on) from the parameters, warmed up."""
+    """(StreamingPredictor or OrtStreamingPredictor, the device it runs on) from the parameters, warmed up."""
+    if str(p("backend")) == "onnxruntime":
+        return build_ort_predictor(p)
     cfg, ckpt, sam2 = resolve_weights(p)  # before importing torch-heavy modules: fail fast
     from m4sam_ros.model.checkpoint import CheckpointError, MissingSAM2WeightsError
     from m4sam_ros.predictor import StreamingPredictor

@@ -247,8 +247,10 @@ class M4SamNode(LifecycleNode):
                     raise ConfigurationError(f"invalid parameter: {reason}")
             t0 = time.monotonic()
             self.predictor = self._build_predictor()
+            model = (f"onnxruntime, {self.p('model_dir')}" if self.p("backend") == "onnxruntime"
+                     else f"torch, {self.p('model_config')}")
             self.get_logger().info(f"model ready in {time.monotonic() - t0:.1f} s "
-                                   f"({self.p('model_config')}, device {self.device_used}, output "
+                                   f"({model}, device {self.device_used}, output "
                                    f"{getattr(self.predictor, 'output', self.p('output'))})")
         except ConfigurationError as exc:
             self.get_logger().error(f"configure failed: {exc}")

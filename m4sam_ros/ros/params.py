@@ -46,6 +46,12 @@ PARAMS: dict[str, ParamSpec] = {
                                  "that holds only its trained parts (it records which file; the demo model and "
                                  "`m4sam-train --export-full` checkpoints need none).", True),
     "device": ParamSpec("auto", "Torch device: auto (cuda when available), cpu, cuda or cuda:N.", True),
+    "backend": ParamSpec("torch", "Inference backend: torch (PyTorch on 'device') or onnxruntime (the "
+                         "ONNX graphs in 'model_dir', written by m4sam-export; needs neither torch nor sam2; "
+                         "'device' cuda picks ONNX Runtime's CUDA execution provider).", True,
+                         choices=("torch", "onnxruntime")),
+    "model_dir": ParamSpec("", "Folder written by `m4sam-export --checkpoint CK --out DIR` (backend "
+                           "onnxruntime only).", True),
     "image_size": ParamSpec(0, "Model input resolution in pixels (multiple of 32); 0 = the config's.",
                             True, (0, 2048, 32)),
     "autostart": ParamSpec(True, "Configure and activate at start, so a plain `ros2 run` works.", True),
