@@ -39,7 +39,7 @@ DEFAULT_COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEFAULT_DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
 DEFAULT_INFO_TOPIC = "/camera/camera/aligned_depth_to_color/camera_info"
 OUTPUT_NAMESPACE = "/m4sam"
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo_model.pt"
 #: what each output is, as the node publishes it under ~/<name>
 OUTPUT_TYPES = {"mask": "sensor_msgs/msg/Image", "saliency": "sensor_msgs/msg/Image",
                 "overlay": "sensor_msgs/msg/Image", "detections": "vision_msgs/msg/Detection2DArray",

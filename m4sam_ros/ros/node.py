@@ -289,7 +289,7 @@ class M4SamNode(LifecycleNode):
         if skip is not None:  # paused or over max_rate: skipped before any decoding
             setattr(self.stats, skip, getattr(self.stats, skip) + 1)
             return
-        if self.worker.offer((color, depth)):
+        if self.worker.offer((color, depth, time.perf_counter())):  # pair-in time: the node's latency starts here
             self.stats.dropped += 1
 
     def _on_take(self, item: Any) -> None:
@@ -327,11 +327,12 @@ class M4SamNode(LifecycleNode):
         return response
 
     # ---------------------------------------------------------------------------- worker
-    def _process_pair(self, item: tuple[Image, Image], reset: bool) -> None:
+    def _process_pair(self, item: tuple[Image, Image, float], reset: bool) -> None:
         predictor = self.predictor
         if predictor is None:
             return
-        color, depth = item
+        color, depth, t_in = item
+        clock = diagnostics.StageClock(t_in)  # where a frame's time goes: queue, decode, inference, encode, publish
         try:
             max_pixels = int(self.p("max_image_pixels"))
             color, depth = pipeline.decompress_pair(color, depth, max_pixels)
@@ -342,6 +343,7 @@ class M4SamNode(LifecycleNode):
             self._reject(exc.reason, exc.detail)
             return
         self.stats.valid_depth_fraction = pipeline.valid_depth_fraction(d)
+        clock.lap("decode")
         stamp_ns = compat.stamp_to_ns(color.header.stamp)
         t0 = time.perf_counter()
         try:
@@ -349,6 +351,7 @@ class M4SamNode(LifecycleNode):
                 predictor.reset()
                 self.tracker.reset()
             result = predictor.step(rgb, d, stamp=stamp_ns * 1e-9)
+            clock.lap("inference")
         except Exception as exc:  # noqa: BLE001 - a model error is counted, never kills the node
             if self.worker.stopping:
                 return
@@ -360,7 +363,7 @@ class M4SamNode(LifecycleNode):
         if getattr(result, "reinitialized", False):
             self.stats.reinitialized += 1
         try:
-            self._publish(result, rgb, d, str(depth.encoding), color.header)
+            self._publish(result, rgb, d, str(depth.encoding), color.header, clock)
         except Exception as exc:  # noqa: BLE001
             if self.worker.stopping or not self.context.ok():
                 return  # shutting down: the publishers are going away, nothing is wrong
@@ -373,6 +376,7 @@ class M4SamNode(LifecycleNode):
         st.last_latency_ms, st.last_age_ms = latency, age
         st.latencies_ms.append(latency)
         st.ages_ms.append(age)
+        st.timings.add(clock)
 
     def _worker_error(self, exc: BaseException) -> None:
         """Anything the pair's own handlers did not expect: counted, the worker goes on."""
@@ -393,7 +397,8 @@ class M4SamNode(LifecycleNode):
         except Exception:  # noqa: BLE001 - logging during shutdown must not raise
             pass
 
-    def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any) -> None:
+    def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any,
+                 clock: diagnostics.StageClock | None = None) -> None:
         """Converts the result to every enabled output (shared with m4sam-bag), all with the colour
         image's header and the tracker's ids, and publishes them."""
         wanted = [key for key, pub in self._pubs.items()
@@ -409,8 +414,12 @@ class M4SamNode(LifecycleNode):
             marker_min_points=int(self.p("marker_min_points")), marker_lifetime=float(self.p("marker_lifetime")))
         frame = pipeline.frame_outputs(result, rgb, depth, depth_encoding, header, info, settings, wanted,
                                        self.tracker)
+        if clock is not None:
+            clock.lap("encode")
         for key, msg in frame.messages.items():
             self._pubs[key].publish(msg)
+        if clock is not None:
+            clock.lap("publish")
         self.stats.last_ids = tuple(frame.ids)
         self.stats.boxes3d_skipped.update(frame.skipped)
         if "detections_3d" in frame.messages:
