@@ -54,15 +54,16 @@ def node_figures(diagnostics: dict[str, str]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for key, name in (("pairs_in", "pairs_received"), ("processed", "processed"), ("dropped_pairs", "dropped_stale"),
-                      ("rejected_total", "rejected")):
+                      ("rejected_total", "rejected"), ("skipped_rate_limit", "skipped_rate_limit"),
+                      ("skipped_paused", "skipped_paused")):
         v = _num(diagnostics, key)
         out[name] = int(v) if v is not None else None
     out["stage_ms_mean"] = {k[len("stage_ms_mean_"):]: _num(diagnostics, k) for k in diagnostics
                             if k.startswith("stage_ms_mean_")}
     out["stage_cpu_ms_mean"] = {k[len("stage_cpu_ms_mean_"):]: _num(diagnostics, k) for k in diagnostics
                                 if k.startswith("stage_cpu_ms_mean_")}
-    out["pair_to_output_ms_mean"] = _num(diagnostics, "pair_to_output_ms_mean")
-    out["pair_to_output_ms_p95"] = _num(diagnostics, "pair_to_output_ms_p95")
+    for key in ("pair_to_mask_ms_mean", "pair_to_mask_ms_p95", "pair_to_output_ms_mean", "pair_to_output_ms_p95"):
+        out[key] = _num(diagnostics, key)
     return out
 
 
@@ -72,8 +73,9 @@ def summarize(published_at: dict[int, float], received_at: dict[int, float], mas
     """The demo's figures: delivery, latency, throughput and accuracy against the scene's truth.
 
     ``dropped_pairs`` is every pair sent without a mask back. With ``node`` (``node_figures``) it is
-    split: ``lost_in_node`` (dropped as stale or rejected by the node itself) and ``lost_in_harness``
-    (pairs the node never received, plus masks it published that the recorder did not get)."""
+    split: ``lost_in_node`` (dropped as stale, rejected, or skipped by ``max_rate`` / ``~/enable``: the
+    node's own counters) and ``lost_in_harness`` (pairs the node never received, plus masks it
+    published that the recorder did not get)."""
     from m4sam_ros.evaluation.metrics import score_pairs
 
     latencies = [1e3 * (received_at[s] - published_at[s]) for s in received_at if s in published_at]
@@ -93,7 +95,8 @@ def summarize(published_at: dict[int, float], received_at: dict[int, float], mas
     if node and node.get("pairs_received") is not None and node.get("processed") is not None:
         never_reached = max(0, pairs_sent - node["pairs_received"])
         not_recorded = max(0, node["processed"] - len(received_at))
-        out["lost_in_node"] = {"dropped_stale": node.get("dropped_stale"), "rejected": node.get("rejected")}
+        out["lost_in_node"] = {k: node.get(k) or 0 for k in ("dropped_stale", "rejected", "skipped_rate_limit",
+                                                             "skipped_paused")}
         out["lost_in_harness"] = {"never_reached_node": never_reached, "masks_not_recorded": not_recorded}
         out["node"] = node
     return out
@@ -141,15 +144,33 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised 
     summary = run_demo(Path(args.out), frames=args.frames, seed=args.seed,
                        checkpoint=Path(args.checkpoint) if args.checkpoint else None)
     print(json.dumps(summary, indent=2))
+    print(describe(summary))
     return 0 if summary["masks_received"] > 0 else 1
 
 
+def describe(summary: dict[str, Any]) -> str:
+    """One line: masks back of pairs sent, and where the rest went (the node's own drops vs the harness's)."""
+    s = summary
+    line = (f"{s['masks_received']} of {s['pairs_sent']} pairs came back as masks, {s['frames_per_second']:.1f} "
+            f"frames/s, latency p95 {s['latency_ms_p95'] or float('nan'):.0f} ms")
+    if "lost_in_node" in s:
+        ln, lh = s["lost_in_node"], s["lost_in_harness"]
+        line += (f"; the node dropped {ln['dropped_stale']} as stale (newest-only), rejected {ln['rejected']}, "
+                 f"skipped {ln['skipped_rate_limit'] + ln['skipped_paused']}; the harness lost "
+                 f"{lh['never_reached_node']} before the node and {lh['masks_not_recorded']} after it")
+    else:
+        line += "; no /diagnostics from the node: the loss cannot be split"
+    return line
+
+
 def run_demo(out: Path, frames: int = 90, seed: int = 90213, checkpoint: Path | None = None,
-             width: int = 320, height: int = 240, fps: float = 15.0) -> dict[str, Any]:
-    """The whole demo; writes ``out`` (replaced only when the run succeeded) and returns the summary."""
+             width: int = 320, height: int = 240, fps: float = 15.0,
+             node_params: dict[str, str] | None = None) -> dict[str, Any]:
+    """The whole demo; writes ``out`` (replaced only when the run succeeded) and returns the summary.
+    ``node_params``: more ``-p name:=value`` for the node (e.g. ``max_rate``)."""
     with building_dir(Path(out)) as stage:
         stage.mkdir()
-        return _run_demo_in(stage, frames, seed, checkpoint, width, height, fps)
+        return _run_demo_in(stage, frames, seed, checkpoint, width, height, fps, node_params or {})
 
 
 def _cpu_s(pid: int) -> float | None:
@@ -220,7 +241,7 @@ def read_outputs(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray
 
 
 def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, width: int, height: int,
-                 fps: float) -> dict[str, Any]:
+                 fps: float, node_params: dict[str, str]) -> dict[str, Any]:
     from m4sam_ros.data.synth import DEPTH_STAMP_OFFSET_NS, frame_stamps_ns, generate_video, write_bag
     from m4sam_ros.msgs.sync import pair_sequence
 
@@ -233,7 +254,8 @@ def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, w
                     key=lambda e: e[1])
     pairs_sent = len(pair_sequence(events, queue_size=10, slop_s=0.02))
 
-    node_proc = start_node(checkpoint, stage / "node.log", {"diagnostics_period": str(DIAGNOSTICS_PERIOD_S)})
+    node_proc = start_node(checkpoint, stage / "node.log",
+                           {"diagnostics_period": str(DIAGNOSTICS_PERIOD_S), **node_params})
     player = _io_process("play", ["--bag", str(input_bag), "--out", str(stage / "player.json")], stage / "player.log")
     recorder = _io_process("record", ["--bag", str(stage / "output_bag"), "--out", str(stage / "recorder.json"),
                                       "--expected", str(pairs_sent)], stage / "recorder.log")

@@ -40,8 +40,6 @@ INFO_TOPIC = "/camera/camera/aligned_depth_to_color/camera_info"
 INPUT_TOPICS = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
 OUTPUT_TOPICS = {"mask": "sensor_msgs/msg/Image", "saliency": "sensor_msgs/msg/Image",
                  "overlay": "sensor_msgs/msg/Image", "markers": "visualization_msgs/msg/MarkerArray"}
-#: the node's diagnostics values the demo keeps (all of them are kept; these are parsed as numbers)
-NODE_COUNTERS = ("pairs_in", "processed", "dropped_pairs", "rejected_total")
 
 
 def get_message(msgtype: str) -> type:
@@ -193,11 +191,12 @@ class RawRecorder:
 
     def node_finished(self, expected: int = 0) -> bool:
         """The node's own counters say it received ``expected`` pairs (if given) and every pair it
-        received is accounted for (processed, dropped or rejected) and its mask recorded."""
+        received is accounted for (processed, dropped, rejected or skipped) and its mask recorded."""
         d = self.diagnostics
         try:
             pairs, processed = int(d["pairs_in"]), int(d["processed"])
-            gone = int(d["dropped_pairs"]) + int(d.get("rejected_total", 0))
+            gone = sum(int(d.get(k, 0)) for k in ("dropped_pairs", "rejected_total", "skipped_rate_limit",
+                                                   "skipped_paused"))
         except (KeyError, ValueError):
             return False
         return pairs >= max(expected, 1) and processed + gone >= pairs and self.masks >= processed

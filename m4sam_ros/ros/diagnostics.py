@@ -43,8 +43,10 @@ FIXES: dict[str, str] = {
 INFERENCE_REASONS = ("inference_error",)
 
 
-#: where a processed frame's time goes, in order (``queue``: pair formed -> worker takes it)
-STAGES = ("queue", "decode", "inference", "encode", "publish")
+#: where a processed frame's time goes, in order: ``queue`` (pair formed -> worker takes it),
+#: ``decode``, ``inference`` (predictor.step), ``mask`` (~/mask built and published), then
+#: ``encode`` and ``publish`` of every other output
+STAGES = ("queue", "decode", "inference", "mask", "encode", "publish")
 
 
 class StageClock:
@@ -56,12 +58,15 @@ class StageClock:
         self._t, self._c = time.perf_counter(), time.thread_time()
         self.wall_ms: dict[str, float] = {"queue": (self._t - t_in) * 1e3}
         self.cpu_ms: dict[str, float] = {}
+        self.to_mask_ms: float | None = None  # pair formed -> ~/mask published
 
     def lap(self, stage: str) -> None:
         t, c = time.perf_counter(), time.thread_time()
         self.wall_ms[stage] = self.wall_ms.get(stage, 0.0) + (t - self._t) * 1e3
         self.cpu_ms[stage] = self.cpu_ms.get(stage, 0.0) + (c - self._c) * 1e3
         self._t, self._c = t, c
+        if stage == "mask":
+            self.to_mask_ms = (t - self.t_in) * 1e3
 
     @property
     def total_ms(self) -> float:
@@ -78,24 +83,28 @@ class Timings:
     wall_ms: Counter = field(default_factory=Counter)
     cpu_ms: Counter = field(default_factory=Counter)
     total_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+    mask_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
 
     def add(self, clock: StageClock) -> None:
         self.wall_ms.update(clock.wall_ms)
         self.cpu_ms.update(clock.cpu_ms)
         self.total_ms.append(clock.total_ms)
+        if clock.to_mask_ms is not None:
+            self.mask_ms.append(clock.to_mask_ms)
         self.frames += 1
 
     def values(self) -> dict[str, float | int]:
-        """``stage_ms_mean_<stage>``, ``stage_cpu_ms_mean_<stage>``, ``pair_to_output_ms_mean/p95``."""
+        """``stage_ms_mean_<stage>``, ``stage_cpu_ms_mean_<stage>`` (means over processed frames; a
+        stage a frame skipped counts 0), ``pair_to_mask_ms_*`` and ``pair_to_output_ms_*`` (mean, p95)."""
         n = self.frames
         out: dict[str, float | int] = {"timed_frames": n}
         for stage in STAGES:
             out[f"stage_ms_mean_{stage}"] = self.wall_ms[stage] / n if n else float("nan")
             if stage != "queue":
                 out[f"stage_cpu_ms_mean_{stage}"] = self.cpu_ms[stage] / n if n else float("nan")
-        totals = list(self.total_ms)
-        out["pair_to_output_ms_mean"] = float(np.mean(totals)) if totals else float("nan")
-        out["pair_to_output_ms_p95"] = float(np.percentile(totals, 95)) if totals else float("nan")
+        for name, values in (("pair_to_mask", list(self.mask_ms)), ("pair_to_output", list(self.total_ms))):
+            out[f"{name}_ms_mean"] = float(np.mean(values)) if values else float("nan")
+            out[f"{name}_ms_p95"] = float(np.percentile(values, 95)) if values else float("nan")
         return out
 
 

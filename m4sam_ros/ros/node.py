@@ -33,6 +33,7 @@ from m4sam_ros.ros import (
     control,
     diagnostics,
     inputs,
+    messages,
     model_loader,
     pipeline,
     qos,
@@ -403,6 +404,11 @@ class M4SamNode(LifecycleNode):
         image's header and the tracker's ids, and publishes them."""
         wanted = [key for key, pub in self._pubs.items()
                   if bool(self.p(OUTPUTS[key][2])) and pub.get_subscription_count() > 0]
+        if "mask" in wanted:  # first: the mask's latency does not wait for the overlay and the 3D outputs
+            self._pubs["mask"].publish(messages.mask_msg(result.mask, header))
+            wanted.remove("mask")
+            if clock is not None:
+                clock.lap("mask")
         info = self._camera_info
         if info is None and {"markers", "points", "detections_3d"} & set(wanted) and "no_camera_info" not in self._said_once:
             self._said_once.add("no_camera_info")
