@@ -43,6 +43,7 @@ setup(
             "m4sam-heldout = m4sam_ros.evaluation.heldout:main",
             "m4sam-delivery-bench = m4sam_ros.benchmarks.delivery_bench:main",
             "m4sam-soak = m4sam_ros.benchmarks.soak_bench:main",
+            "m4sam-demo-bench = m4sam_ros.benchmarks.demo_bench:main",
         ],
     },
 )
