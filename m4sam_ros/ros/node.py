@@ -363,21 +363,29 @@ class M4SamNode(LifecycleNode):
         latency = (time.perf_counter() - t0) * 1e3
         if getattr(result, "reinitialized", False):
             self.stats.reinitialized += 1
+        counted: list[bool] = []
+
+        def count() -> None:  # once per frame: as ~/mask goes out (first), else when every output has
+            if counted:
+                return
+            counted.append(True)
+            age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-6  # plain ints: any stamp works
+            st = self.stats
+            st.processed += 1
+            st.last_mask_monotonic = time.monotonic()
+            st.last_latency_ms, st.last_age_ms = latency, age
+            st.latencies_ms.append(latency)
+            st.ages_ms.append(age)
+
         try:
-            self._publish(result, rgb, d, str(depth.encoding), color.header, clock)
+            self._publish(result, rgb, d, str(depth.encoding), color.header, clock, on_mask=count)
         except Exception as exc:  # noqa: BLE001
             if self.worker.stopping or not self.context.ok():
                 return  # shutting down: the publishers are going away, nothing is wrong
             self._reject("publish_error", f"{type(exc).__name__}: {exc}")
             return
-        age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-6  # plain ints: any stamp works
-        st = self.stats
-        st.processed += 1
-        st.last_mask_monotonic = time.monotonic()
-        st.last_latency_ms, st.last_age_ms = latency, age
-        st.latencies_ms.append(latency)
-        st.ages_ms.append(age)
-        st.timings.add(clock)
+        count()
+        self.stats.timings.add(clock)
 
     def _worker_error(self, exc: BaseException) -> None:
         """Anything the pair's own handlers did not expect: counted, the worker goes on."""
@@ -399,16 +407,19 @@ class M4SamNode(LifecycleNode):
             pass
 
     def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any,
-                 clock: diagnostics.StageClock | None = None) -> None:
+                 clock: diagnostics.StageClock | None = None, on_mask: Any = None) -> None:
         """Converts the result to every enabled output (shared with m4sam-bag), all with the colour
-        image's header and the tracker's ids, and publishes them."""
+        image's header and the tracker's ids, and publishes them; ``~/mask`` first (then
+        ``on_mask()``), so its latency does not wait for the overlay and the 3D outputs."""
         wanted = [key for key, pub in self._pubs.items()
                   if bool(self.p(OUTPUTS[key][2])) and pub.get_subscription_count() > 0]
-        if "mask" in wanted:  # first: the mask's latency does not wait for the overlay and the 3D outputs
+        if "mask" in wanted:  # first
             self._pubs["mask"].publish(messages.mask_msg(result.mask, header))
             wanted.remove("mask")
             if clock is not None:
                 clock.lap("mask")
+            if on_mask is not None:
+                on_mask()
         info = self._camera_info
         if info is None and {"markers", "points", "detections_3d"} & set(wanted) and "no_camera_info" not in self._said_once:
             self._said_once.add("no_camera_info")
