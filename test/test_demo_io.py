@@ -145,3 +145,10 @@ def test_demo_loss_split_and_node_timings_end_to_end(tmp_path: Path) -> None:
     h = s["harness"]
     assert h["recorded"]["mask"] == s["masks_received"] and h["player_late_ms_max"] < 1000
     assert set(h["cpu_s_during_replay"]) == {"player", "node", "recorder", "demo"}
+
+
+def test_demo_names_the_node_log_when_the_node_cannot_start(tmp_path: Path) -> None:
+    out = tmp_path / "demo_output"
+    with pytest.raises(RuntimeError, match=r"node exited \(code 1\) before the recorder was ready; see .*node\.log"):
+        run_demo(out, frames=8, seed=5, checkpoint=tmp_path / "missing.pt", width=96, height=72, fps=5.0)
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))  # nothing half-written left behind

@@ -190,15 +190,28 @@ def _io_process(role: str, args: list[str], log: Path) -> subprocess.Popen:
                             text=True, start_new_session=True)
 
 
-def _await_line(proc: subprocess.Popen, expected: str, what: str, log: Path, others: list[subprocess.Popen]
-                ) -> None:
-    """Blocks until ``proc`` prints ``expected``; a process that dies first is an error naming its log."""
-    line = proc.stdout.readline() if proc.stdout is not None else ""
-    if line.strip() != expected:
-        proc.wait(5)
-        dead = [p.args[2] if len(p.args) > 2 else p.args for p in others if p.poll() is not None]
-        raise RuntimeError(f"the demo's {what} did not start (exit {proc.poll()}; see {log})"
-                           + (f"; also exited: {dead}" if dead else ""))
+def _await_line(proc: subprocess.Popen, expected: str, what: str, log: Path,
+                watch: dict[str, tuple[subprocess.Popen, Path]], timeout: float = 300.0) -> None:
+    """Blocks until ``proc`` prints ``expected``; a watched process that exits first (the node
+    failing to load its model, say) is an error naming its log, at once."""
+    import select
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for name, (other, other_log) in watch.items():
+            if other.poll() is not None:
+                raise RuntimeError(f"the demo's {name} exited (code {other.returncode}) before the {what} was "
+                                   f"ready; see {other_log}")
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            if line.strip() == expected:
+                return
+            if not line:  # EOF: it exited
+                proc.wait(5)
+                raise RuntimeError(f"the demo's {what} exited (code {proc.returncode}) before it was ready; "
+                                   f"see {log}")
+    raise RuntimeError(f"the demo's {what} was not ready within {timeout:.0f} s; see {log}")
 
 
 def _send(proc: subprocess.Popen, line: str) -> None:
@@ -259,11 +272,11 @@ def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, w
     player = _io_process("play", ["--bag", str(input_bag), "--out", str(stage / "player.json")], stage / "player.log")
     recorder = _io_process("record", ["--bag", str(stage / "output_bag"), "--out", str(stage / "recorder.json"),
                                       "--expected", str(pairs_sent)], stage / "recorder.log")
-    procs = [node_proc, player, recorder]
     cpu: dict[str, float | None] = {}
     try:
-        _await_line(recorder, "ready", "recorder", stage / "recorder.log", procs)
-        _await_line(player, "subscribed", "player", stage / "player.log", procs)
+        _await_line(recorder, "ready", "recorder", stage / "recorder.log", {"node": (node_proc, stage / "node.log")})
+        _await_line(player, "subscribed", "player", stage / "player.log", {"node": (node_proc, stage / "node.log")})
+
         def cpu_now() -> dict[str, float | None]:
             return {"node": _cpu_s(node_proc.pid), "recorder": _cpu_s(recorder.pid), "demo": time.process_time()}
 
