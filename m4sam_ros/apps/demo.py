@@ -74,8 +74,10 @@ def summarize(published_at: dict[int, float], received_at: dict[int, float], mas
 
     ``dropped_pairs`` is every pair sent without a mask back. With ``node`` (``node_figures``) it is
     split: ``lost_in_node`` (dropped as stale, rejected, or skipped by ``max_rate`` / ``~/enable``: the
-    node's own counters) and ``lost_in_harness`` (pairs the node never received, plus masks it
-    published that the recorder did not get)."""
+    node's own counters) and ``lost_in_harness``: ``never_reached_node`` (pairs sent that the node
+    never formed: lost between the player and the node's pairing, which includes DDS delivery and
+    the node's input queue, ``qos_depth``, overflowing while its executor waits for a core) and
+    ``masks_not_recorded`` (masks it published that the recorder did not get)."""
     from m4sam_ros.evaluation.metrics import score_pairs
 
     latencies = [1e3 * (received_at[s] - published_at[s]) for s in received_at if s in published_at]
