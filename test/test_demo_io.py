@@ -155,3 +155,20 @@ def test_demo_names_the_node_log_when_the_node_cannot_start(tmp_path: Path) -> N
     with pytest.raises(RuntimeError, match=r"node exited \(code 1\) before the recorder was ready; see .*node\.log"):
         run_demo(out, frames=8, seed=5, checkpoint=tmp_path / "missing.pt", width=96, height=72, fps=5.0)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))  # nothing half-written left behind
+
+
+def test_bench_overhead_counts_the_worker_stages_not_the_queue() -> None:
+    from m4sam_ros.benchmarks.demo_bench import median_node, overhead
+
+    runs = [{"stage_ms_mean": {"queue": 50.0, "decode": 1.0, "inference": 30.0, "mask": 1.0, "encode": 5.0, "publish": 2.0},
+             "stage_cpu_ms_mean": {"decode": 1.0, "inference": 28.0, "mask": 1.0, "encode": 4.0, "publish": 2.0}},
+            {"stage_ms_mean": {"queue": 10.0, "decode": 3.0, "inference": 50.0, "mask": 1.0, "encode": 5.0, "publish": 2.0},
+             "stage_cpu_ms_mean": {"decode": 1.0, "inference": 32.0, "mask": 1.0, "encode": 6.0, "publish": 2.0}}, {}]
+    node = median_node(runs)
+    assert node["runs"] == 2 and node["stage_ms_mean"]["inference"] == 40.0 and node["stage_cpu_ms_mean"]["encode"] == 5.0
+    ov = overhead(node, {"step_ms_mean": 40.0, "step_cpu_ms_mean": 30.0})
+    # to the mask: decode + inference + mask (the queue is waiting, not work); in all: + encode + publish
+    assert ov["to_mask_ms"] == 43.0 and ov["to_mask_overhead_wall"] == pytest.approx(3 / 40)
+    assert ov["to_mask_cpu_ms"] == 32.0 and ov["to_mask_overhead_cpu"] == pytest.approx(2 / 30)
+    assert ov["to_mask_overhead_cpu_vs_own_inference"] == pytest.approx(2 / 30)
+    assert ov["all_ms"] == 50.0 and ov["all_cpu_ms"] == 39.0 and ov["all_overhead_cpu"] == pytest.approx(9 / 30)

@@ -181,6 +181,10 @@ MUTANTS: tuple[Mutant, ...] = (
            r'if "mask" in wanted:  # first', "if False:  # first",
            ("test/test_demo_io.py", "-k", "end_to_end"),
            "~/mask waits for the overlay and 3D outputs (no pair -> mask timing)", "NODE"),
+    Mutant("demo-bench-overhead-counts-queue", "m4sam_ros/benchmarks/demo_bench.py",
+           r'MASK_PATH = \("decode", "inference", "mask"\)', 'MASK_PATH = ("queue", "decode", "inference", "mask")',
+           ("test/test_demo_io.py", "-k", "bench_overhead"),
+           "the node's overhead over the bare step counts the wait for the worker as work", "NODE"),
 )
 
 

@@ -142,6 +142,21 @@ def overhead(node: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def median_node(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each of the node's per-stage figures as its median over the runs (runs without them left out)."""
+    nodes = [n for n in nodes if n and n.get("stage_ms_mean")]
+    if not nodes:
+        return {}
+    out: dict[str, Any] = {"runs": len(nodes)}
+    for key in ("stage_ms_mean", "stage_cpu_ms_mean"):
+        stages = {st for n in nodes for st in n[key]}
+        out[key] = {st: statistics.median([n[key][st] for n in nodes if n[key].get(st) is not None]) for st in stages}
+    for key in ("pair_to_mask_ms_mean", "pair_to_mask_ms_p95", "pair_to_output_ms_mean", "pair_to_output_ms_p95"):
+        vals = [n[key] for n in nodes if n.get(key) is not None]
+        out[key] = statistics.median(vals) if vals else None
+    return out
+
+
 def _fmt(v: Any, spec: str = ".1f") -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -201,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {k:18s} {v['min']:8.2f} {v['median']:8.2f} {v['max']:8.2f}")
         if not args.no_bare:
             bare = bare_predictor(checkpoint, args.frames, args.seed, width, height, fps)
-            node = runs[-1].get("node") or {}
-            out["bare_predictor"], out["node_last_run"] = bare, node
+            node = median_node([r.get("node") or {} for r in runs])
+            out["bare_predictor"], out["node_median"] = bare, node
             out["overhead"] = ov = overhead(node, bare) if node else {}
             wall, cpu = node.get("stage_ms_mean") or {}, node.get("stage_cpu_ms_mean") or {}
-            print(f"\nnode (last run, its own timings) vs StreamingPredictor.step on the same {args.frames} frames "
+            print(f"\nnode (its own timings, median of {node.get('runs', 0)} run(s)) vs StreamingPredictor.step on the "
+                  f"same {args.frames} frames "
                   f"(ms/frame, mean; wall | worker CPU); load during the bare run {bare['load_average']}:")
             print(f"  bare StreamingPredictor.step     {bare['step_ms_mean']:7.1f} | {bare['step_cpu_ms_mean']:6.1f}")
             for stage in NODE_STAGES:
