@@ -310,7 +310,7 @@ def _run_demo_in(stage: Path, frames: int, seed: int, checkpoint: Path | None, w
     late_ms = 1e3 * np.asarray(played["late_s"] or [0.0])
     summary["harness"] = {
         "player_late_ms_p95": float(np.percentile(late_ms, 95)), "player_late_ms_max": float(late_ms.max()),
-        "replay_wall_s": played["replay_end"] - played["replay_start"],
+        "replay_wall_s": played["replay_end"] - played["replay_start"], "player_all_acked": played.get("all_acked"),
         "cpu_s_during_replay": {"player": played["cpu_s"], **cpu}, "recorded": recorded["counts"]}
     summary["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     summary["node_exit_code"] = code

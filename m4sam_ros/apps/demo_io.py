@@ -120,6 +120,7 @@ def replay(msgs: list[tuple[str, int, Any]], publish: dict[str, Any], rate: floa
 def run_player(bag: Path, out: Path, rate: float = 1.0, wait_s: float = 120.0, gate: bool = True) -> int:
     """The ``play`` process: load, wait for the node (and ``go``), replay, write ``out``."""
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from m4sam_ros.util.atomic import write_text
@@ -139,9 +140,12 @@ def run_player(bag: Path, out: Path, rate: float = 1.0, wait_s: float = 120.0, g
         c0 = time.process_time()
         t0 = time.monotonic()
         published_at, late = replay(msgs, {t: p.publish for t, p in pubs.items()}, rate)
+        t1, cpu = time.monotonic(), time.process_time() - c0
+        # stay until the node has every sample: a 150 kB depth image goes out in fragments after
+        # publish() returns, and a process that exits at once loses the last pair
+        acked = all(p.wait_for_all_acked(Duration(seconds=10.0)) for p in pubs.values())
         result = {"published_at": {str(k): v for k, v in published_at.items()}, "late_s": late,
-                  "messages": len(msgs), "replay_start": t0, "replay_end": time.monotonic(),
-                  "cpu_s": time.process_time() - c0}
+                  "messages": len(msgs), "replay_start": t0, "replay_end": t1, "cpu_s": cpu, "all_acked": acked}
         write_text(out, json.dumps(result) + "\n")
     finally:
         node.destroy_node()
