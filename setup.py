@@ -46,6 +46,7 @@ setup(
             "m4sam-delivery-bench = m4sam_ros.benchmarks.delivery_bench:main",
             "m4sam-soak = m4sam_ros.benchmarks.soak_bench:main",
             "m4sam-export = m4sam_ros.export.onnx_export:main",
+            "m4sam-demo-bench = m4sam_ros.benchmarks.demo_bench:main",
         ],
     },
 )

@@ -535,6 +535,29 @@ MUTANTS: tuple[Mutant, ...] = (
            'round(out[f"torch_rgbd_ms_t{t}"] / out[f"ort_rgbd_ms_t{t}"], 3)',
            ("test/test_bench.py", "-k", "onnxruntime"),
            "m4sam-bench prints PyTorch / ORT as the ORT / PyTorch ratio", "DEPLOY"),
+    # ---- issue 24 (i24)
+    Mutant("demo-player-relative-schedule", "m4sam_ros/apps/demo_io.py",
+           r"due = start_wall \+ \(logtime - start_bag\) \* 1e-9 / rate",
+           "due, start_wall, start_bag = start_wall + (logtime - start_bag) * 1e-9 / rate, max(start_wall, clock()), "
+           "logtime",
+           ("test/test_demo_io.py", "-k", "absolute_schedule"),
+           "the player sleeps each gap from the previous message: one late message shifts all after it", "NODE"),
+    Mutant("demo-harness-loss-blamed-on-node", "m4sam_ros/apps/demo.py",
+           r'never_reached = max\(0, pairs_sent - node\["pairs_received"\]\)', "never_reached = 0",
+           ("test/test_demo_io.py", "-k", "splits_the_loss"),
+           "pairs the node never received are not counted as the harness's loss", "NODE"),
+    Mutant("stage-clock-cpu-is-wall", "m4sam_ros/ros/diagnostics.py",
+           r"t, c = time\.perf_counter\(\), time\.thread_time\(\)", "t, c = time.perf_counter(), time.perf_counter()",
+           ("test/test_demo_io.py", "-k", "cpu_from_waiting"),
+           "the node's per-stage CPU time is wall time (waiting for a core looks like work)", "NODE"),
+    Mutant("node-mask-not-first", "m4sam_ros/ros/node.py",
+           r'if "mask" in wanted:  # first', "if False:  # first",
+           ("test/test_demo_io.py", "-k", "end_to_end"),
+           "~/mask waits for the overlay and 3D outputs (no pair -> mask timing)", "NODE"),
+    Mutant("demo-bench-overhead-counts-queue", "m4sam_ros/benchmarks/demo_bench.py",
+           r'MASK_PATH = \("decode", "inference", "mask"\)', 'MASK_PATH = ("queue", "decode", "inference", "mask")',
+           ("test/test_demo_io.py", "-k", "bench_overhead"),
+           "the node's overhead over the bare step counts the wait for the worker as work", "NODE"),
 )
 
 

@@ -60,6 +60,71 @@ FIXES: dict[str, str] = {
 INFERENCE_REASONS = ("inference_error",)
 
 
+#: where a processed frame's time goes, in order: ``queue`` (pair formed -> worker takes it),
+#: ``decode``, ``inference`` (predictor.step), ``mask`` (~/mask built and published), then
+#: ``encode`` and ``publish`` of every other output
+STAGES = ("queue", "decode", "inference", "mask", "encode", "publish")
+
+
+class StageClock:
+    """One frame's laps on the worker thread: wall ms per stage and the worker thread's CPU ms
+    (CPU time tells the node's own cost apart from waiting for a core on a loaded machine)."""
+
+    def __init__(self, t_in: float) -> None:
+        self.t_in = t_in
+        self._t, self._c = time.perf_counter(), time.thread_time()
+        self.wall_ms: dict[str, float] = {"queue": (self._t - t_in) * 1e3}
+        self.cpu_ms: dict[str, float] = {}
+        self.to_mask_ms: float | None = None  # pair formed -> ~/mask published
+
+    def lap(self, stage: str) -> None:
+        t, c = time.perf_counter(), time.thread_time()
+        self.wall_ms[stage] = self.wall_ms.get(stage, 0.0) + (t - self._t) * 1e3
+        self.cpu_ms[stage] = self.cpu_ms.get(stage, 0.0) + (c - self._c) * 1e3
+        self._t, self._c = t, c
+        if stage == "mask":
+            self.to_mask_ms = (t - self.t_in) * 1e3
+
+    @property
+    def total_ms(self) -> float:
+        """Pair formed -> the last lap (every output published)."""
+        return (self._t - self.t_in) * 1e3
+
+
+@dataclass
+class Timings:
+    """Stage totals over every processed frame of the node's life; the means are what the demo
+    benchmark compares with the bare predictor."""
+
+    frames: int = 0
+    wall_ms: Counter = field(default_factory=Counter)
+    cpu_ms: Counter = field(default_factory=Counter)
+    total_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+    mask_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+
+    def add(self, clock: StageClock) -> None:
+        self.wall_ms.update(clock.wall_ms)
+        self.cpu_ms.update(clock.cpu_ms)
+        self.total_ms.append(clock.total_ms)
+        if clock.to_mask_ms is not None:
+            self.mask_ms.append(clock.to_mask_ms)
+        self.frames += 1
+
+    def values(self) -> dict[str, float | int]:
+        """``stage_ms_mean_<stage>``, ``stage_cpu_ms_mean_<stage>`` (means over processed frames; a
+        stage a frame skipped counts 0), ``pair_to_mask_ms_*`` and ``pair_to_output_ms_*`` (mean, p95)."""
+        n = self.frames
+        out: dict[str, float | int] = {"timed_frames": n}
+        for stage in STAGES:
+            out[f"stage_ms_mean_{stage}"] = self.wall_ms[stage] / n if n else float("nan")
+            if stage != "queue":
+                out[f"stage_cpu_ms_mean_{stage}"] = self.cpu_ms[stage] / n if n else float("nan")
+        for name, values in (("pair_to_mask", list(self.mask_ms)), ("pair_to_output", list(self.total_ms))):
+            out[f"{name}_ms_mean"] = float(np.mean(values)) if values else float("nan")
+            out[f"{name}_ms_p95"] = float(np.percentile(values, 95)) if values else float("nan")
+        return out
+
+
 @dataclass
 class Stats:
     """Counters the worker and callbacks share; read by diagnostics and tests."""
@@ -90,6 +155,7 @@ class Stats:
     ages_ms: deque = field(default_factory=lambda: deque(maxlen=100))
     #: (stamp taken by the worker, newest paired stamp at that moment), for checking freshness
     takes: deque = field(default_factory=lambda: deque(maxlen=1000))
+    timings: Timings = field(default_factory=Timings)  # per-stage time of processed frames
 
 
 @dataclass
@@ -173,6 +239,7 @@ def pipeline_status(stats: Stats, prev: Window, now: float, active: bool, state_
         "rejected_last_period": sum(period_rej.values()),
     }
     values.update({f"encodes_{k}": v for k, v in sorted(st.encodes.items())})
+    values.update(st.timings.values())
     values.update({f"rejected_{k}": v for k, v in sorted(rejected_now.items())})
     values.update({f"boxes3d_skipped_{k}": v for k, v in sorted(st.boxes3d_skipped.items())})
     values.update({f"refused_{k}": v for k, v in sorted(st.refused.items())})

@@ -35,6 +35,7 @@ from m4sam_ros.ros import (
     control,
     diagnostics,
     inputs,
+    messages,
     model_loader,
     pipeline,
     qos,
@@ -385,7 +386,7 @@ class M4SamNode(LifecycleNode):
         if skip is not None:  # paused or over max_rate: skipped before any decoding
             setattr(self.stats, skip, getattr(self.stats, skip) + 1)
             return
-        if self.worker.offer((color, depth)):
+        if self.worker.offer((color, depth, time.perf_counter())):  # pair-in time: the node's latency starts here
             self.stats.dropped += 1
 
     def _on_take(self, item: Any) -> None:
@@ -423,11 +424,12 @@ class M4SamNode(LifecycleNode):
         return response
 
     # ---------------------------------------------------------------------------- worker
-    def _process_pair(self, item: tuple[Image, Image], reset: bool) -> None:
+    def _process_pair(self, item: tuple[Image, Image, float], reset: bool) -> None:
         predictor = self.predictor
         if predictor is None:
             return
-        color, depth = item
+        color, depth, t_in = item
+        clock = diagnostics.StageClock(t_in)  # where a frame's time goes: queue, decode, inference, encode, publish
         try:
             max_pixels = int(self.p("max_image_pixels"))
             color, depth = pipeline.decompress_pair(color, depth, max_pixels)
@@ -438,6 +440,7 @@ class M4SamNode(LifecycleNode):
             self._reject(exc.reason, exc.detail)
             return
         self.stats.valid_depth_fraction = pipeline.valid_depth_fraction(d)
+        clock.lap("decode")
         stamp_ns = compat.stamp_to_ns(color.header.stamp)
         t0 = time.perf_counter()
         try:
@@ -445,6 +448,7 @@ class M4SamNode(LifecycleNode):
                 predictor.reset()
                 self.tracker.reset()
             result = predictor.step(rgb, d, stamp=stamp_ns * 1e-9)
+            clock.lap("inference")
         except Exception as exc:  # noqa: BLE001 - a model error is counted, never kills the node
             if self.worker.stopping:
                 return
@@ -458,22 +462,31 @@ class M4SamNode(LifecycleNode):
         if getattr(result, "blanked", False):  # the no-object gate: counted, and blank unless it fell back
             self.stats.no_object += 1
             self.stats.blanked += not getattr(result, "fallback", False)
+        counted: list[bool] = []
+
+        def count() -> None:  # once per frame: as ~/mask goes out (first), else when every output has
+            if counted:
+                return
+            counted.append(True)
+            now_ns = self.get_clock().now().nanoseconds
+            age = (now_ns - stamp_ns) * 1e-6  # plain ints: any stamp works
+            self.diag.tick_frame(stamp_ns * 1e-9, (time.time_ns() - now_ns) * 1e-9)
+            st = self.stats
+            st.processed += 1
+            st.last_mask_monotonic = time.monotonic()
+            st.last_latency_ms, st.last_age_ms = latency, age
+            st.latencies_ms.append(latency)
+            st.ages_ms.append(age)
+
         try:
-            self._publish(result, rgb, d, str(depth.encoding), color.header)
+            self._publish(result, rgb, d, str(depth.encoding), color.header, clock, on_mask=count)
         except Exception as exc:  # noqa: BLE001
             if self.worker.stopping or not self.context.ok():
                 return  # shutting down: the publishers are going away, nothing is wrong
             self._reject("publish_error", f"{type(exc).__name__}: {exc}")
             return
-        now_ns = self.get_clock().now().nanoseconds
-        age = (now_ns - stamp_ns) * 1e-6  # plain ints: any stamp works
-        self.diag.tick_frame(stamp_ns * 1e-9, (time.time_ns() - now_ns) * 1e-9)
-        st = self.stats
-        st.processed += 1
-        st.last_mask_monotonic = time.monotonic()
-        st.last_latency_ms, st.last_age_ms = latency, age
-        st.latencies_ms.append(latency)
-        st.ages_ms.append(age)
+        count()
+        self.stats.timings.add(clock)
 
     def _worker_error(self, exc: BaseException) -> None:
         """Anything the pair's own handlers did not expect: counted, the worker goes on."""
@@ -496,14 +509,23 @@ class M4SamNode(LifecycleNode):
         except Exception:  # noqa: BLE001 - logging during shutdown must not raise
             pass
 
-    def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any) -> None:
+    def _publish(self, result: Any, rgb: Any, depth: Any, depth_encoding: str, header: Any,
+                 clock: diagnostics.StageClock | None = None, on_mask: Any = None) -> None:
         """Converts the result to every enabled output (shared with m4sam-bag), all with the colour
-        image's header and the tracker's ids, and publishes them."""
+        image's header and the tracker's ids, and publishes them; ``~/mask`` first (then
+        ``on_mask()``), so its latency does not wait for the overlay and the 3D outputs."""
         stamp_s = compat.stamp_to_ns(header.stamp) * 1e-9
         wanted = [key for key, pub in self._pubs.items()  # nobody listening: not built, not encoded
                   if bool(self.p(OUTPUTS[key][2])) and pub.get_subscription_count() > 0
                   and (key not in OUTPUT_RATE_PARAMS
                        or self.output_gates.admit(key, stamp_s, float(self.p(OUTPUT_RATE_PARAMS[key]))))]
+        if "mask" in wanted:  # first
+            self._pubs["mask"].publish(messages.mask_msg(result.mask, header))
+            wanted.remove("mask")
+            if clock is not None:
+                clock.lap("mask")
+            if on_mask is not None:
+                on_mask()
         info = self._camera_info
         if info is None and {"markers", "points", "detections_3d"} & set(wanted) and "no_camera_info" not in self._said_once:
             self._said_once.add("no_camera_info")
@@ -516,8 +538,12 @@ class M4SamNode(LifecycleNode):
             overlay_jpeg_quality=int(self.p("overlay_jpeg_quality")), mask_png_level=int(self.p("mask_png_level")))
         frame = pipeline.frame_outputs(result, rgb, depth, depth_encoding, header, info, settings, wanted,
                                        self.tracker)
+        if clock is not None:
+            clock.lap("encode")
         for key, msg in frame.messages.items():
             self._pubs[key].publish(msg)
+        if clock is not None:
+            clock.lap("publish")
         self.stats.last_ids = tuple(frame.ids)
         self.stats.boxes3d_skipped.update(frame.skipped)
         self.stats.encodes.update(frame.encoded)
