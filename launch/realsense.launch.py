@@ -10,7 +10,14 @@ import os
 
 import launch.logging
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, Shutdown
+from launch.actions import (
+    DeclareLaunchArgument,
+    GroupAction,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetLaunchConfiguration,
+    Shutdown,
+)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
@@ -38,9 +45,10 @@ def _camera_or_stop(context, *_, **__):
     return [Shutdown(reason="realsense2_camera is not installed")]
 
 
-def realsense_launch() -> IncludeLaunchDescription:
-    """rs_launch.py with align_depth.enable:=true."""
-    return IncludeLaunchDescription(
+def realsense_launch() -> GroupAction:
+    """rs_launch.py with align_depth.enable:=true, in its own scope: rs_launch.py has an `output`
+    argument of its own (screen/log), which must not see this file's `output` (the node's map)."""
+    return GroupAction(scoped=True, actions=[SetLaunchConfiguration("output", "screen"), IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("realsense2_camera"),
                                                             "launch", "rs_launch.py"])),
         launch_arguments={
@@ -49,7 +57,7 @@ def realsense_launch() -> IncludeLaunchDescription:
             "align_depth.enable": "true",
             "enable_sync": LaunchConfiguration("enable_sync"),
         }.items(),
-    )
+    )])
 
 
 def m4sam_launch() -> IncludeLaunchDescription:

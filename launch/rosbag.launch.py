@@ -1,9 +1,10 @@
 """Replay a recorded RGB-D bag into the m4sam node on simulated time (+ RViz):
 ros2 launch m4sam_ros rosbag.launch.py bag:=/path/to/bag
 
-The player starts only when the node reaches `active` (its model is loaded and it subscribes),
-so the bag's first frames are not lost to model loading; `--delay play_delay` then gives the
-node time to match the player's publishers (its QoS auto re-checks once a second).
+The player starts at once but paused (`--start-paused`: its publishers exist, so the node picks
+the matching QoS when it activates, with nothing to re-subscribe), and is resumed (its
+/rosbag2_player/resume service) only when the node reaches `active` (model loaded, inputs
+subscribed): the bag's first frames are not lost to model loading.
 """
 
 from launch.actions import (
@@ -22,15 +23,13 @@ from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
-    """The node with use_sim_time:=true, `ros2 bag play --clock` of the bag once it is active, optional RViz."""
+    """The node with use_sim_time:=true, `ros2 bag play --clock` of the bag (resumed once the node is
+    active), optional RViz."""
     bag = LaunchConfiguration("bag")
     rate = LaunchConfiguration("rate")
     args = [
         DeclareLaunchArgument("bag", description="Path of the rosbag2 folder or file to play."),
         DeclareLaunchArgument("rate", default_value="1.0", description="Playback rate factor."),
-        DeclareLaunchArgument("play_delay", default_value="2.0",
-                              description="Seconds the player waits (publishers up) before the first message, "
-                                          "once the node is active (ros2 bag play --delay)."),
         DeclareLaunchArgument("loop", default_value="false", choices=["true", "false"],
                               description="Replay forever (stamps jump back; the node re-initialises)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the m4sam node."),
@@ -59,7 +58,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rviz_fixed_frame", default_value="camera_color_optical_frame",
                               description="RViz fixed frame: the colour frame_id in the bag."),
     ]
-    play = ["ros2", "bag", "play", bag, "--clock", "--rate", rate, "--delay", LaunchConfiguration("play_delay")]
+    play = ["ros2", "bag", "play", bag, "--clock", "--rate", rate, "--start-paused"]
     players = [
         ExecuteProcess(cmd=play, output="screen", condition=UnlessCondition(LaunchConfiguration("loop"))),
         ExecuteProcess(cmd=[*play, "--loop"], output="screen",
@@ -83,6 +82,9 @@ def generate_launch_description() -> LaunchDescription:
             "rviz_fixed_frame": LaunchConfiguration("rviz_fixed_frame"),
         }.items(),
     )
-    # once: a later deactivate/activate (ros2 lifecycle set) must not start a second player
-    start_players = RegisterEventHandler(OnStateTransition(goal_state="active", entities=players, handle_once=True))
-    return LaunchDescription([*args, start_players, m4sam])
+    resume = ExecuteProcess(cmd=["ros2", "service", "call", "/rosbag2_player/resume", "rosbag2_interfaces/srv/Resume"],
+                            output="log")
+    # once: a later deactivate/activate (ros2 lifecycle set) must not resume the player again
+    resume_when_active = RegisterEventHandler(OnStateTransition(goal_state="active", entities=[resume],
+                                                                handle_once=True))
+    return LaunchDescription([*args, *players, resume_when_active, m4sam])

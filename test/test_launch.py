@@ -395,7 +395,9 @@ def test_rosbag_launch_plays_and_the_node_runs_on_sim_time(prefix, tmp_path):
     finally:
         outs = run.stop()
     assert ok, outs[0][-4000:]
-    assert Path(str(run.record) + ".ros2").read_text() == f"bag play {bag} --clock --rate 1.0 --delay 2.0"
+    assert Path(str(run.record) + ".ros2").read_text() == f"bag play {bag} --clock --rate 1.0 --start-paused"
+    assert Path(str(run.record) + ".ros2-service").read_text() == \
+        "service call /rosbag2_player/resume rosbag2_interfaces/srv/Resume"
     assert not Path(str(run.record) + ".rviz").exists()
     stamp = run.got[0].header.stamp
     assert 1000 <= stamp.sec < 2000, "stamps come from the player's /clock (sim time)"
@@ -444,8 +446,8 @@ def test_realsense_launch_without_the_driver_stops_cleanly(bare_prefix, tmp_path
 
 
 def test_rosbag_launch_waits_for_the_model_before_playing(prefix, tmp_path):
-    """A node whose model takes 8 s more to load, a bag of 3 pairs: the player starts when the node
-    is active, so the bag's first pair (1000.1 s) comes out as a mask."""
+    """A node whose model takes 8 s more to load, a bag of 3 pairs: the player waits (paused) until
+    the node is active, so the bag's first pair (1000.1 s) comes out as a mask."""
     bag = tmp_path / "short_bag"
     bag.mkdir()
     run = Launched(prefix, tmp_path, "rosbag.launch.py", [f"bag:={bag}"], "/m4sam/mask",
@@ -461,8 +463,9 @@ def test_rosbag_launch_waits_for_the_model_before_playing(prefix, tmp_path):
     assert stamps and stamps[0] == (1000, 100_000_000), f"masks for {stamps}\n{outs[0][-4000:]}"
     assert len(stamps) <= 3
     log = outs[0]
-    player = re.search(r"\[ros2-\d+\]: process started", log)
-    assert player and log.index("input QoS:") < player.start(), "the player started before the node was active"
+    assert len(re.findall(r"\[ros2-\d+\]: process started", log)) == 2  # the player, then one resume call
+    # the paused player's publishers were there when the node subscribed: no re-subscription
+    assert "input QoS: reliable (matches the publishers)" in log and "no publisher yet" not in log, log[-4000:]
     _check_stopped_cleanly(log)
 
 

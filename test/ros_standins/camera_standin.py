@@ -7,10 +7,13 @@ The scene: a near bright disk (the salient object) moving over a far textured ba
 
 As realsense2_camera_node: `--ros-args ...` (launch_ros passes namespace, name and parameters);
 publishes the aligned depth only when the parameter align_depth.enable is true, like the real one.
-As `ros2 bag play BAG --clock --rate R [--delay D] [--loop]`: publishes /camera/camera/... and
+As `ros2 bag play BAG --clock --rate R [--start-paused] [--loop]`: publishes /camera/camera/... and
 /clock, with stamps on that clock (the first pair at 1000.1 s); BAG must exist. Like rosbag2's
-player it creates its publishers first and then waits D seconds; $STANDIN_BAG_FRAMES=N plays N
-frames and exits (a short bag), otherwise it plays until stopped.
+player it creates its publishers first; --start-paused then waits for a call of
+/rosbag2_player/resume (std_srvs/Trigger here: rosbag2_interfaces is not installed);
+$STANDIN_BAG_FRAMES=N plays N frames and exits (a short bag), otherwise it plays until stopped.
+As `ros2 service call /rosbag2_player/resume TYPE`: calls that service (recorded in
+$STANDIN_RECORD.ros2-service).
 """
 
 import os
@@ -38,8 +41,33 @@ def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
     return rgb, depth
 
 
+def call_service(argv: list[str]) -> None:
+    """`ros2 service call NAME TYPE`: waits for the service, calls it once."""
+    from std_srvs.srv import Trigger
+
+    with open(os.environ["STANDIN_RECORD"] + ".ros2-service", "w") as f:
+        f.write(" ".join(argv))
+    rclpy.init()
+    node = Node("ros2service_standin")
+    client = node.create_client(Trigger, argv[2])
+    try:
+        while not client.wait_for_service(timeout_sec=1.0):
+            pass
+        future = client.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(node, future)
+        print(f"response: {future.result()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
 def main() -> None:
     argv = sys.argv[1:]
+    if argv[:2] == ["service", "call"]:
+        call_service(argv)
+        return
     bag_mode = argv[:2] == ["bag", "play"]
     if bag_mode:
         bag = argv[2]
@@ -88,9 +116,19 @@ def main() -> None:
         info_pub.publish(info)
         rclpy.spin_once(node, timeout_sec=0.0)
 
+    paused = bag_mode and "--start-paused" in argv
+    if paused:
+        from std_srvs.srv import Trigger
+
+        def resume(_req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+            nonlocal paused
+            paused, resp.success = False, True
+            return resp
+
+        resume_srv = node.create_service(Trigger, "/rosbag2_player/resume", resume)  # noqa: F841
     try:
-        if bag_mode and "--delay" in argv:
-            time.sleep(float(argv[argv.index("--delay") + 1]))
+        while paused and rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.1)
         while rclpy.ok():
             try:
                 publish_once(i)
