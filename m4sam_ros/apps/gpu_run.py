@@ -7,7 +7,9 @@
 3. ``m4sam-train`` of the 256 px demo model from scratch (``m4sam_ros/assets/MODEL_CARD.md``'s
    recipe: every group at 1e-3, synthetic world; scaled to the GPU: batch 16, data-loader
    workers; with this package's training recipe: non-overlapping clips, the authors'
-   augmentation and loss, edge heads). A 10-step calibration run measures s/step first, so the
+   augmentation and loss, edge heads, and GMLFF fed to SAM2's decoder: ``gmlff.to_decoder``, which
+   scored the memory output best in the CPU ablation of docs/TRAINING.md). A 10-step calibration
+   run measures s/step first, so the
    schedule (warm-up + cosine) is sized to end inside the time left, not cut off by a timer;
 4. ``m4sam-heldout``'s sets scored for the new model (every branch) and the bundled demo model,
    on the same frames -> ``OUT/heldout.json``, ``OUT/summary.json`` (each stage's seconds, the mean
@@ -121,7 +123,8 @@ def _run(cmd: list[str], log: Path, timeout: float) -> dict[str, Any]:
 def train_command(out: Path, run: Path, plan: Plan, device: str, steps: int, seed: int) -> list[str]:
     """``m4sam-train`` for the demo model at the plan's size (MODEL_CARD's rates, this recipe)."""
     return [sys.executable, "-m", "m4sam_ros.training.train", "--config", "m4sam_demo",
-            "--image-size", str(plan.image_size), "--model-set", "head.edges=true", "--dataset", "synthetic",
+            "--image-size", str(plan.image_size), "--model-set", "head.edges=true",
+            "--model-set", "gmlff.to_decoder=true", "--dataset", "synthetic",
             "--data-root", str(out / "data"), "--synthetic-videos", str(plan.videos),
             "--synthetic-frames", str(plan.frames), "--synthetic-seed", str(seed), "--steps", str(steps),
             "--batch-size", str(plan.batch), "--clip-len", "4", "--warmup", str(min(plan.warmup, steps // 10)),
