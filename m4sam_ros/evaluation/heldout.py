@@ -38,7 +38,7 @@ from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.util.atomic import write_text
 from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument, resolve_device
 
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_model.pt"
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "assets" / "demo_model.pt"  # m4sam_ros/assets
 SETS = ("in_distribution", *FACTORS)
 BASE_SEED = 70   # held-out sets use seeds 70000+ (training's default base seed 1 uses 1000+)
 
