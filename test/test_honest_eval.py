@@ -294,6 +294,7 @@ def test_clip_starts_scored_from_the_soft_coarse_map_and_gate_shares_reported(tm
         row = json.loads((o / "metrics.json").read_text())["m4sam-memory"]["synthetic"]
         assert row["no_object_frames"] == 6 and row["no_object_share"] == 0.6
         assert row["blanked_share"] == blanked and row["no_object_fallback"] == (not flag)
+        assert (row["blanked_frames"], row["fallback_frames"]) == ((6, 0) if flag else (0, 6))
         tracked = cv2.imread(str(o / "synthetic" / "v0" / "00002.png"), cv2.IMREAD_GRAYSCALE)
         assert (tracked.max() > 0) == (not flag)  # all black only when the fallback is off
 
