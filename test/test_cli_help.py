@@ -33,11 +33,11 @@ def console_scripts() -> dict[str, str]:
 SCRIPTS = console_scripts()
 TOOLS = {name: module for name, module in SCRIPTS.items() if name != "m4sam_node"}
 #: the tools that run a model on a device of their choosing
-WITH_DEVICE = {"m4sam-train", "m4sam-eval", "m4sam-bag", "m4sam-bench", "m4sam-heldout"}
+WITH_DEVICE = {"m4sam-train", "m4sam-eval", "m4sam-bag", "m4sam-bench", "m4sam-heldout", "m4sam-gpu-run"}
 
 
 def test_the_scripts_are_all_here():
-    assert len(SCRIPTS) == 10 and {"m4sam_node", "m4sam-bag", "m4sam-train", "m4sam-soak"} <= set(SCRIPTS)
+    assert len(SCRIPTS) == 14 and {"m4sam_node", "m4sam-bag", "m4sam-train", "m4sam-soak"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("name", sorted(TOOLS))

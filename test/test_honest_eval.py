@@ -324,10 +324,10 @@ def test_forced_no_object_frame_is_not_all_black_when_the_coarse_map_is_confiden
 
 def test_node_diagnostics_report_the_blanked_share() -> None:
     """The /diagnostics values: gate hits and frames left blank, as shares of the processed frames."""
-    from m4sam_ros.ros.diagnostics import Stats, build, new_window
+    from m4sam_ros.ros.diagnostics import Stats, new_window, pipeline_status
 
     st = Stats(pairs_in=10, processed=8, no_object=3, blanked=1)
-    msg, _ = build("m4sam", "cpu", st, new_window(), 1.0, True, "active", {}, False, None)
-    values = {kv.key: kv.value for kv in msg.status[0].values}
+    _, _, pairs, _ = pipeline_status(st, new_window(), 1.0, True, "active", {}, False, None)
+    values = dict(pairs)
     assert values["no_object_frames"] == "3" and values["blanked_frames"] == "1"
     assert values["no_object_share"] == "0.375" and values["blanked_share"] == "0.125"

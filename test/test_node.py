@@ -340,22 +340,39 @@ def test_runtime_threshold_switches_and_invalid_parameters(harness_factory):
 
 
 def test_output_parameter_picks_the_branch(harness_factory):
-    """``output``: on a conditioning frame the memory branch returns the (binary) pseudo mask, while
-    the coarse head's map is soft: switching the parameter switches what ~/saliency carries."""
+    """``output``: on a tracked frame the memory branch (SAM2's decoder) and the coarse head give
+    different maps; switching the parameter switches which one ~/saliency carries (the frame-0 map
+    cannot tell them apart: a conditioning frame outputs its soft coarse map on both branches)."""
     h = harness_factory()
     h.start()
     bridge = compat.CvBridge()
 
-    def soft_share(i):
-        send_frame(h, i, "saliency")
-        sal = bridge.imgmsg_to_cv2(h.got["saliency"][-1])
-        return float(((sal > 0.01) & (sal < 0.99)).mean())
+    def published(i, slot):  # frame i's images at stamp slot: stamps only go forward
+        rgb, depth = frame(i)
+        n = len(h.got["saliency"])
+        stamp = header(T0 + slot * FRAME_NS)
+        h.send(color_msg(rgb, "rgb8", stamp), depth_msg(depth, "16UC1", stamp))
+        wait_processed(h, n + 1, "saliency")
+        return bridge.imgmsg_to_cv2(h.got["saliency"][-1]).astype(np.float32)
 
-    assert h.node.predictor.output == "memory" and soft_share(0) < 0.2  # frame 0 conditions: binary
+    def reference(output):
+        p = StreamingPredictor(h.node.predictor.model, "cpu", output=output)
+        for i in range(2):
+            rgb, depth = frame(i)
+            res = p.step(rgb, depth)
+        return res.saliency
+
+    assert h.node.predictor.output == "memory"
+    published(0, 0)
+    memory = published(1, 1)
     assert h.node.set_parameters([Parameter("output", value="coarse")])[0].successful
     assert h.node.predictor.output == "coarse"
     h.node.predictor.reset()
-    assert soft_share(1) > 0.5
+    published(0, 2)  # a fresh start: frame 0 conditions again
+    coarse = published(1, 3)
+    want_memory, want_coarse = reference("memory"), reference("coarse")
+    assert np.abs(want_memory - want_coarse).max() > 0.05  # the two branches differ on a tracked frame
+    assert np.abs(memory - want_memory).max() < 1e-5 and np.abs(coarse - want_coarse).max() < 1e-5
     res = h.node.set_parameters([Parameter("output", value="both")])[0]
     assert not res.successful and "combined" in res.reason and h.node.predictor.output == "coarse"
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from m4sam_ros.util.atomic import write_text
+from m4sam_ros.util.cli import DefaultsHelpFormatter, add_device_argument
 
 
 @dataclass(frozen=True)
@@ -211,13 +212,19 @@ def gpu_run(out: Path, tiny: bool = False, device: str = "auto", seed: int = 1) 
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m4sam-gpu-run", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (test/test_cli_help.py reads every flag's help)."""
+    p = argparse.ArgumentParser(prog="m4sam-gpu-run", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("out", help="output folder (JSON, logs, checkpoint)")
     p.add_argument("--tiny", action="store_true", help="the same stages at a tiny size on the CPU (~1 min)")
-    p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=1, help="base seed of the training scenes")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     s = gpu_run(Path(args.out), args.tiny, args.device, args.seed)
     h = s.get("heldout")
     if h:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from m4sam_ros.util.atomic import write_text
+from m4sam_ros.util.cli import DefaultsHelpFormatter
 
 #: the node's worker stages (its /diagnostics ``stage_ms_mean_*``); the mask is out after the first three
 NODE_STAGES = ("decode", "inference", "mask", "encode", "publish")
@@ -176,16 +177,23 @@ def print_run(i: int, s: dict[str, Any]) -> None:
           + f"; load {s['load_average']['start'][0]:.2f} -> {s['load_average']['end'][0]:.2f}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m4sam-demo-bench", description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--frames", type=int, default=90)
-    p.add_argument("--seed", type=int, default=90213)
-    p.add_argument("--checkpoint", default=None, help="default: the bundled demo model")
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (test/test_cli_help.py reads every flag's help)."""
+    p = argparse.ArgumentParser(prog="m4sam-demo-bench", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--runs", type=int, default=5, help="demo runs in a row")
+    p.add_argument("--frames", type=int, default=90, help="frames of the synthetic scene per run")
+    p.add_argument("--seed", type=int, default=90213, help="scene seed (the demo's)")
+    p.add_argument("--checkpoint", default=None, help="M4-SAM checkpoint (default: the bundled demo model)")
     p.add_argument("--keep", default=None, help="keep each run's demo_output under this folder")
     p.add_argument("--no-bare", action="store_true", help="skip the bare-predictor and m4sam-bag comparison")
     p.add_argument("--soak", type=float, default=0.0, help="also run m4sam-soak this many seconds at 320x240, 15 Hz")
     p.add_argument("--json", help="also write every figure here (atomically)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.runs < 1 or args.frames < 8:
         p.error("--runs must be >= 1 and --frames >= 8")

@@ -23,6 +23,7 @@ from typing import Any
 from m4sam_ros.data.datasets import DatasetError
 from m4sam_ros.evaluation import evaluate
 from m4sam_ros.util.atomic import write_text
+from m4sam_ros.util.cli import DefaultsHelpFormatter
 
 EPOCHS = "epochs"
 SCORES = ("S", "meanE", "adpF", "MAE")
@@ -81,12 +82,19 @@ def score_epochs(run: Path, out: Path, eval_args: list[str], epochs: list[int] |
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (test/test_cli_help.py reads every flag's help)."""
     p = argparse.ArgumentParser(prog="m4sam-eval-epochs", description=__doc__.splitlines()[0],
-                                epilog="Other arguments go to m4sam-eval (required there: --dataset, --data-root).")
+                                epilog="Other arguments go to m4sam-eval (required there: --dataset, --data-root).",
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("run", help="training run folder (holds epochs/epoch-<E>.pt)")
     p.add_argument("--out", required=True, help="folder for one m4sam-eval output per epoch and epochs.json/.md")
-    p.add_argument("--epochs", type=int, nargs="+", help="only these epochs")
+    p.add_argument("--epochs", type=int, nargs="+", help="only these epochs (default: every one saved)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args, rest = p.parse_known_args(argv)
     try:
         summary = score_epochs(Path(args.run), Path(args.out), rest, args.epochs)

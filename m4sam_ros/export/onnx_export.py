@@ -40,6 +40,7 @@ from m4sam_ros.export.graphs import (
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.model.checkpoint import recommended_output, safe_load
 from m4sam_ros.util.atomic import building_dir
+from m4sam_ros.util.cli import DefaultsHelpFormatter
 
 log = logging.getLogger(__name__)
 
@@ -207,14 +208,15 @@ def validate_graphs(model: Any, out_dir: str | Path) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m4sam-export", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="m4sam-export", description=__doc__.split("\n\n")[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", help="M4-SAM checkpoint (holds its config); omit with --config for random weights")
     p.add_argument("--config", help="model config name/YAML (default: the checkpoint's own)")
     p.add_argument("--sam2-checkpoint", help="SAM2 weights the M4-SAM checkpoint builds on (official .pt)")
     p.add_argument("--image-size", type=int, help="export at this size (multiple of 32; default the config's)")
     p.add_argument("--out", required=True, help="output folder (replaced whole on success)")
     p.add_argument("--max-cond-frames", type=int, default=4, help="conditioning-frame slots (the predictor's bound)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset of the graphs")
     p.add_argument("--rgb-only-encoder", action="store_true", help="also export the RGB-only encoder")
     p.add_argument("--validate", action="store_true", help="run each graph in ONNX Runtime against PyTorch")
     return p
