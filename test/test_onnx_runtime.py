@@ -180,7 +180,7 @@ def test_refuses_a_folder_without_manifest_and_too_many_cond_frames(exported: tu
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="onnxruntime-gpu"):
-            OrtStreamingPredictor(out, providers="cuda")
+            OrtStreamingPredictor(out, providers="cuda", max_cond_frames=2)
 
 
 def test_export_cli_validates_each_graph_against_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
