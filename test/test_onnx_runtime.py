@@ -45,6 +45,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module,
     scores straddle 0 with a clear margin, i.e. the run has "no object" frames as well as object frames."""
     torch.manual_seed(0)
     model = build_m4sam("m4sam_demo", image_size=SIZE)
+    with torch.no_grad():  # SAM2 starts its temporal encodings at std 0.02: too faint for a wrong index to show
+        model.sam.maskmem_tpos_enc.normal_(0.0, 1.0)
     video = generate_video(3, N_FRAMES, 96, 72)
     frames = list(zip(video.rgb, video.depth, strict=True))
     probe = StreamingPredictor(model, "cpu", **SETTINGS)
@@ -180,7 +182,7 @@ def test_refuses_a_folder_without_manifest_and_too_many_cond_frames(exported: tu
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="onnxruntime-gpu"):
-            OrtStreamingPredictor(out, max_cond_frames=2, providers="cuda")
+            OrtStreamingPredictor(out, providers="cuda", max_cond_frames=2)
 
 
 def test_export_cli_validates_each_graph_against_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
