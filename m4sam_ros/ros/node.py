@@ -248,7 +248,8 @@ class M4SamNode(LifecycleNode):
                     raise ConfigurationError(f"invalid parameter: {reason}")
             t0 = time.monotonic()
             self.predictor = self._build_predictor()
-            model = (f"onnxruntime, {self.p('model_dir')}" if self.p("backend") == "onnxruntime"
+            # what was built, not what was asked for
+            model = (f"onnxruntime, {self.p('model_dir')}" if getattr(self.predictor, "backend", "torch") == "onnxruntime"
                      else f"torch, {self.p('model_config')}")
             self.get_logger().info(f"model ready in {time.monotonic() - t0:.1f} s "
                                    f"({model}, device {self.device_used}, output "
