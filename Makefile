@@ -33,7 +33,7 @@ which-python:
 
 # Idempotent: re-runs only when the pins or the package metadata change. Refuses to turn an
 # environment of one ROS distribution into another (use another VENV for the second one).
-$(STAMP): $(REQS) requirements-runtime.txt requirements-dev.txt setup.py setup.cfg package.xml
+$(STAMP): $(REQS) requirements-runtime.txt requirements-dev.txt requirements-onnx.txt setup.py setup.cfg package.xml
 	@test -x $(PY) || { py=$$($(FINDER_PYTHON) tools/find_python.py --python "$(PYTHON)") || exit 1; \
 	  sys=$$($$py -c 'import torch' 2>/dev/null && echo --system-site-packages); \
 	  $$py -m venv $$sys $(VENV); }

@@ -68,7 +68,8 @@ def test_predictor_conditions_on_the_shared_rule_never_empty():
     model = build_m4sam(load_config("m4sam_demo") | {"head": {"type": "conv", "hidden": 16}})
     with torch.no_grad():
         model.head.body[-1].bias.fill_(-30.0)  # sigmoid(coarse) ~ 0 everywhere
-    p = StreamingPredictor(model, reinit_cut_threshold=-1.0)
+    # "prompt": frame 0 outputs the conditioning mask SAM2 was given (the rule under test)
+    p = StreamingPredictor(model, reinit_cut_threshold=-1.0, condition_output="prompt")
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
     depth = rng.integers(300, 3000, (96, 128), dtype=np.uint16)
