@@ -134,7 +134,9 @@ def test_every_transition_id_in_every_state_is_answered_and_the_node_lives(check
                 ex.spin_once(timeout_sec=0.05)
             if bomb is not None:
                 grown_mb = (_status_kb(proc.pid, "VmHWM") - rss0) / 1024
-                assert grown_mb <= 2 * 3 * LIMIT / 2**20, (name, grown_mb)
+                # 2x the colour frame + 8 MB for the whole process's own growth (message buffers, allocator;
+                # 4.1 MB seen once in CI): a decoded 16000^2 bomb would add ~730 MB
+                assert grown_mb <= 2 * 3 * LIMIT / 2**20 + 8, (name, grown_mb)
             assert proc.poll() is None, f"{name} ended the node"
         assert masks, "no mask for the good pair after the bombs"
         # ~/enable still answers (the node's own services are walled too)
