@@ -31,10 +31,10 @@ import onnxruntime as ort
 from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.model.preprocess_np import depth_to_array, resize_bilinear, rgb_to_array, sigmoid
 from m4sam_ros.model.pseudo_np import pseudo_mask_np
+from m4sam_ros.predictor.controls import PredictorControls
 from m4sam_ros.predictor.reinit_policy import ReinitPolicy
 from m4sam_ros.predictor.result import (
     CONDITION_OUTPUTS,
-    OUTPUT_CHOICES,
     OUTPUTS,
     SaliencyResult,
     mask_and_boxes,
@@ -104,7 +104,7 @@ def default_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-class OrtStreamingPredictor:
+class OrtStreamingPredictor(PredictorControls):
     """Prompt-free RGB-D video salient object detection on ONNX Runtime, one frame at a time.
 
     ``model_dir``: a folder written by ``m4sam-export``. The keyword arguments are
@@ -162,61 +162,6 @@ class OrtStreamingPredictor:
     def from_model_dir(cls, model_dir: str | Path, **kwargs: Any) -> OrtStreamingPredictor:
         """The predictor of an exported folder (same as the constructor; ``from_config``'s twin)."""
         return cls(model_dir, **kwargs)
-
-    # ------------------------------------------------------------------------ settings and state
-    reinit_score_threshold = property(lambda self: self.reinit.score_threshold,
-                                      lambda self, v: setattr(self.reinit, "score_threshold", v))
-    reinit_low_score_frames = property(lambda self: self.reinit.low_score_frames,
-                                       lambda self, v: setattr(self.reinit, "low_score_frames", v))
-    reinit_iou_threshold = property(lambda self: self.reinit.iou_threshold,
-                                    lambda self, v: setattr(self.reinit, "iou_threshold", v))
-    reinit_iou_frames = property(lambda self: self.reinit.iou_frames,
-                                 lambda self, v: setattr(self.reinit, "iou_frames", v))
-    reinit_cut_threshold = property(lambda self: self.reinit.cut_threshold,
-                                    lambda self, v: setattr(self.reinit, "cut_threshold", v))
-
-    def _resolve_output(self, output: str) -> str:
-        if output not in OUTPUT_CHOICES:
-            raise ValueError(f"output must be one of {OUTPUT_CHOICES}, got {output!r}")
-        return self.recommended_output if output == "auto" else output
-
-    def set_thresholds(self, **values: Any) -> None:
-        """Run-time changes (the node's parameters); unknown names are an error."""
-        for name, value in values.items():
-            if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
-                            "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output",
-                            "no_object_fallback", "fallback_confidence"}:
-                raise ValueError(f"unknown threshold {name!r}")
-            if name == "output":
-                value = self._resolve_output(value)
-            setattr(self, name, value)
-
-    def reset(self) -> None:
-        """Forget everything: the next frame starts fresh."""
-        self.memory.clear()
-        self.reinit.reset()
-        self._frame_index = 0
-        self._last_stamp: float | None = None
-
-    def warm_up(self, height: int = 240, width: int = 320, frames: int = 2) -> None:
-        """Throw-away frames (ONNX Runtime plans its memory on the first run), then forgets them."""
-        rgb = np.zeros((height, width, 3), np.uint8)
-        depth = np.full((height, width), 1000, np.uint16)
-        for _ in range(frames):
-            self.step(rgb, None if self.rgb_only else depth)
-        self.reset()
-
-    def request_reinit(self) -> None:
-        """Condition the next frame on its pseudo mask again (keeps older conditioning frames)."""
-        self.reinit.request()
-
-    def state_nbytes(self) -> int:
-        """Bytes the predictor keeps between frames."""
-        return self.memory.nbytes()
-
-    def max_state_nbytes(self) -> int | None:
-        """The most the state can ever hold (None before the first frame)."""
-        return self.memory.max_nbytes()
 
     # ------------------------------------------------------------------------ inference
     def _run(self, name: str, **feeds: np.ndarray) -> list[np.ndarray]:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from m4sam_ros.model.depth import normalize_depth
 from m4sam_ros.model.preprocess import depth_to_tensor, rgb_to_tensor
 from m4sam_ros.model.pseudo import ENDLESS, pseudo_mask
+from m4sam_ros.predictor.controls import Delegated, PredictorControls
 from m4sam_ros.predictor.memory_bank import KEPT_FIELDS, MemoryBank, tensor_nbytes  # noqa: F401 - re-exported
 from m4sam_ros.predictor.reinit_policy import ReinitPolicy
 from m4sam_ros.predictor.result import (  # noqa: F401 - re-exported
@@ -56,33 +57,15 @@ log = logging.getLogger(__name__)
 # ENDLESS (model.pseudo): num_frames of every track_step, the same value training uses
 
 
-class _Delegated:
-    """A predictor attribute whose value lives on one of its parts (``reinit``, ``memory``)."""
-
-    def __init__(self, part: str, name: str) -> None:
-        self.part, self.name = part, name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return self if obj is None else getattr(getattr(obj, self.part), self.name)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        setattr(getattr(obj, self.part), self.name, value)
-
-
-class StreamingPredictor:
+class StreamingPredictor(PredictorControls):
     """Prompt-free RGB-D video salient object detection, one frame at a time.
 
     ``memory`` (a ``MemoryBank``) holds the frames SAM2 reads; ``reinit`` (a ``ReinitPolicy``)
     decides when a frame is conditioned on its pseudo mask again."""
 
     # the constructor's names stay readable and writable here; the values live where they are used
-    reinit_score_threshold = _Delegated("reinit", "score_threshold")
-    reinit_low_score_frames = _Delegated("reinit", "low_score_frames")
-    reinit_iou_threshold = _Delegated("reinit", "iou_threshold")
-    reinit_iou_frames = _Delegated("reinit", "iou_frames")
-    reinit_cut_threshold = _Delegated("reinit", "cut_threshold")
-    max_cond_frames = _Delegated("memory", "max_cond_frames")
-    keep_non_cond = _Delegated("memory", "keep_non_cond")
+    max_cond_frames = Delegated("memory", "max_cond_frames")
+    keep_non_cond = Delegated("memory", "keep_non_cond")
 
     def __init__(self, model: Any, device: str | torch.device = "cpu", *, mask_threshold: float = 0.5,
                  output: str = "memory", min_box_area: float = 0.001, reinit_score_threshold: float = 0.5,
@@ -156,52 +139,6 @@ class StreamingPredictor:
         if m4sam_checkpoint is not None:
             kwargs.setdefault("recommended_output", recommended_output(m4sam_checkpoint))
         return cls(model, device=device, **kwargs)
-
-    def _resolve_output(self, output: str) -> str:
-        if output not in OUTPUT_CHOICES:
-            raise ValueError(f"output must be one of {OUTPUT_CHOICES}, got {output!r}")
-        return self.recommended_output if output == "auto" else output
-
-    def set_thresholds(self, **values: Any) -> None:
-        """Run-time changes (the node's parameters); unknown names are an error."""
-        for name, value in values.items():
-            if name not in {"mask_threshold", "min_box_area", "reinit_score_threshold", "reinit_iou_threshold",
-                            "reinit_low_score_frames", "reinit_iou_frames", "reinit_cut_threshold", "output",
-                            "no_object_fallback", "fallback_confidence"}:
-                raise ValueError(f"unknown threshold {name!r}")
-            if name == "output":
-                value = self._resolve_output(value)
-            setattr(self, name, value)  # reinit_*: delegated to the policy (class attributes above)
-
-    # ------------------------------------------------------------------------ state
-    def reset(self) -> None:
-        """Forget everything: the next frame starts fresh."""
-        self.memory.clear()
-        self.reinit.reset()
-        self._frame_index = 0
-        self._last_stamp: float | None = None
-
-    def warm_up(self, height: int = 240, width: int = 320, frames: int = 2) -> None:
-        """Runs throw-away frames so lazy initialisation (kernel selection, allocator, caches) is
-        done before the first real frame, then forgets them."""
-        rgb = np.zeros((height, width, 3), np.uint8)
-        depth = np.full((height, width), 1000, np.uint16)
-        for _ in range(frames):
-            self.step(rgb, None if self.rgb_only else depth)
-        self.reset()
-
-    def request_reinit(self) -> None:
-        """Condition the next frame on its pseudo mask again (keeps older conditioning frames)."""
-        self.reinit.request()
-
-    def state_nbytes(self) -> int:
-        """Bytes of tensors the predictor keeps between frames."""
-        return self.memory.nbytes()
-
-    def max_state_nbytes(self) -> int | None:
-        """The most the state can ever hold: the shared positional encoding plus
-        ``max_cond_frames + 15`` frames' worth (None before the first frame)."""
-        return self.memory.max_nbytes()
 
     # ------------------------------------------------------------------------ input
     def _validate(self, rgb: Any, depth: Any) -> tuple[np.ndarray, np.ndarray | None]:
