@@ -328,7 +328,7 @@ def test_auto_transport_follows_publishers_that_come_later(make):
     assert not any(c.compressed or c.found for c in h.node.streams.values())  # raw guessed, checked again
     # the outputs' discovery too (start() waits for it; without it a mask can go out before this
     # test's subscription matched: lost, the likely cause of the flake issue 22 names)
-    h.wait_for(lambda: all(p.get_subscription_count() >= 1 for p in h.node._pubs.values()), "the output subscribers")
+    h.wait_for(h.outputs_matched, "the output subscribers")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     h.pub_color = h.test.create_publisher(CompressedImage, "color/image_raw/compressed", qos)
     h.pub_depth = h.test.create_publisher(CompressedImage, "depth/image_raw/compressedDepth", qos)

@@ -54,7 +54,7 @@ def test_node_process_qos_stamp_sequences_warn_and_sigterm(checkpoint):
     masks, diags = [], []
     test.create_subscription(Image, "/m4sam_p/mask", masks.append, 50)
     test.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: diags.extend(s for s in m.status if s.name.startswith("m4sam_p")), 50)
+                             lambda m: diags.extend(s for s in m.status if s.name == "/m4sam_p: pipeline"), 50)
     ex = MultiThreadedExecutor(context=ctx)
     ex.add_node(test)
     spinner = threading.Thread(target=ex.spin, daemon=True)
