@@ -250,6 +250,17 @@ def test_two_namespaced_nodes_report_rate_and_age_states(two_nodes) -> None:
     assert _kv(st)["Expected frequency source"] == "parameter expected_input_rate"
     st = wait_status(got, rate_a, lambda s: s.level == DiagnosticStatus.ERROR, "no events")
     assert st.message.startswith("No events recorded.")
+    # camera B's clock runs 5 s ahead: ERROR past the default frame_age_min (-1 s), OK once the
+    # parameter allows 10 s (rules out a frame_age_min that never reaches the check)
+    cams["cam_b"].offset = 5.0
+    age_name = "/cam_b/m4sam: frame age"
+    st = wait_status(got, age_name, lambda s: s.level == DiagnosticStatus.ERROR, "future stamps")
+    assert st.message == "Timestamps too far in future seen.", st.message
+    assert float(_kv(st)["Earliest acceptable timestamp delay:"]) == -1.0
+    nodes["cam_b"].set_parameters([Parameter("frame_age_min", value=-10.0)])
+    st = wait_status(got, age_name, lambda s: s.level == DiagnosticStatus.OK, "future stamps allowed")
+    assert float(_kv(st)["Earliest acceptable timestamp delay:"]) == -10.0
+    assert float(_kv(st)["Latest timestamp delay:"]) < -3.0  # the stamps are still 5 s ahead
     # an inactive node does not alarm about its camera
     assert nodes["cam_a"].trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     st = wait_status(got, rate_a, lambda s: s.level == DiagnosticStatus.OK, "inactive")
