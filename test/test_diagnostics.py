@@ -32,6 +32,7 @@ from m4sam_ros.ros import diagnostic_standins as standin
 from m4sam_ros.ros.diagnostics import RateBaseline
 from m4sam_ros.ros.node import M4SamNode
 from m4sam_ros.ros.params import DEMO_MODEL
+from m4sam_ros.ros.spin import spin_until
 
 
 def _kv(stat) -> dict[str, str]:
@@ -167,13 +168,15 @@ def two_nodes():
     ex = MultiThreadedExecutor(num_threads=4, context=ctx)
     for n in (*nodes.values(), io):
         ex.add_node(n)
-    spinner = threading.Thread(target=ex.spin, daemon=True)
+    stop = threading.Event()  # spun as the node process spins (ros/spin.py: survives rclpy's destroy race)
+    spinner = threading.Thread(target=spin_until, args=(ex, stop, lambda _where, _exc: None), daemon=True)
     spinner.start()
     try:
         yield nodes, cams, got
     finally:
         for c in cams.values():
             c.stop.set()
+        stop.set()
         ex.shutdown(timeout_sec=5)
         spinner.join(timeout=5)
         for n in nodes.values():

@@ -35,6 +35,7 @@ from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros import compat
 from m4sam_ros.ros.detections3d import Detection3DArray
 from m4sam_ros.ros.node import ConfigurationError, M4SamNode
+from m4sam_ros.ros.spin import spin_until
 
 H, W = 120, 160
 T0 = 1_700_000_000 * 10**9
@@ -158,8 +159,16 @@ class Harness:
         self.executor = MultiThreadedExecutor(num_threads=3, context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.test)
-        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        # spun as the node process spins (ros/spin.py): rclpy's executor can raise when an entity is
+        # destroyed while another thread builds its wait set; Executor.spin() would die of it
+        self.stop = threading.Event()
+        self.spin_errors: list[BaseException] = []
+        self.spinner = threading.Thread(target=spin_until, args=(self.executor, self.stop, self._spin_error),
+                                        daemon=True)
         self.spinner.start()
+
+    def _spin_error(self, _where: str, exc: BaseException) -> None:
+        self.spin_errors.append(exc)
 
     def _collector(self, key):
         def cb(msg):
@@ -199,6 +208,7 @@ class Harness:
         return s.processed + sum(s.rejected.values())
 
     def close(self):
+        self.stop.set()
         self.executor.shutdown(timeout_sec=5)
         self.spinner.join(timeout=5)
         self.node._stop_io()

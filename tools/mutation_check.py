@@ -598,6 +598,10 @@ MUTANTS: tuple[Mutant, ...] = (
            ("test/test_onnx_runtime.py", "-k", "blow_up"),
            "the qkv adapters' in-place slice add exported as ScatterND (ORT folds its index tensors: 1.7 GB)",
            "EXPORT"),
+    Mutant("spin-dies-of-the-destroy-race", "m4sam_ros/ros/spin.py",
+           r'            on_error\("executor", exc\)', "            raise",
+           ("test/test_spin.py",),
+           "an exception out of rclpy's wait-set building ends the spin loop (node silenced)", "NODE"),
 )
 
 

@@ -51,6 +51,7 @@ from m4sam_ros.ros.params import (
     help_text,
     type_problem,
 )
+from m4sam_ros.ros.spin import spin_until
 from m4sam_ros.ros.worker import NewestWorker
 from m4sam_ros.scene.tracking import OverlapTracker
 from m4sam_ros.util.text import clip_line, quote
@@ -630,13 +631,7 @@ def main(args: list[str] | None = None) -> None:
         if code == 0:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            while not node.shutdown_requested.is_set():
-                try:
-                    executor.spin_once(timeout_sec=0.1)
-                except (ExternalShutdownException, KeyboardInterrupt):
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the last wall: no callback ends the process
-                    node._callback_error("executor", exc)
+            spin_until(executor, node.shutdown_requested, node._callback_error)
             node.get_logger().info("shutdown transition: exiting")
     except (_Stop, KeyboardInterrupt) as exc:
         print(f"m4sam_node: {exc or 'SIGINT'} received, shutting down", file=sys.stderr)
