@@ -35,6 +35,7 @@ setup(
     entry_points={
         "console_scripts": [
             "m4sam_node = m4sam_ros.ros.node:main",
+            "m4sam_wait_active = m4sam_ros.ros.wait_active:main",
             "m4sam-train = m4sam_ros.training.train:main",
             "m4sam-eval = m4sam_ros.evaluation.evaluate:main",
             "m4sam-eval-epochs = m4sam_ros.evaluation.epochs:main",

@@ -4,19 +4,23 @@ ros2 launch m4sam_ros rosbag.launch.py bag:=/path/to/bag
 The player starts at once but paused (`--start-paused`: its publishers exist, so the node picks
 the matching QoS when it activates, with nothing to re-subscribe), and is resumed (its
 /rosbag2_player/resume service) only when the node reaches `active` (model loaded, inputs
-subscribed): the bag's first frames are not lost to model loading.
+subscribed): the bag's first frames are not lost to model loading. `active` is learnt by asking
+the node (`m4sam_wait_active`, its get_state service), not by hearing its transition event: a
+node that activates before the launch has discovered it would send that event to nobody.
 """
 
 from launch.actions import (
     DeclareLaunchArgument,
     ExecuteProcess,
     IncludeLaunchDescription,
+    LogInfo,
     RegisterEventHandler,
 )
 from launch.conditions import IfCondition, UnlessCondition
+from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.event_handlers import OnStateTransition
+from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -84,7 +88,14 @@ def generate_launch_description() -> LaunchDescription:
     )
     resume = ExecuteProcess(cmd=["ros2", "service", "call", "/rosbag2_player/resume", "rosbag2_interfaces/srv/Resume"],
                             output="log")
-    # once: a later deactivate/activate (ros2 lifecycle set) must not resume the player again
-    resume_when_active = RegisterEventHandler(OnStateTransition(goal_state="active", entities=[resume],
-                                                                handle_once=True))
-    return LaunchDescription([*args, *players, resume_when_active, m4sam])
+    # once (the waiter exits once): a later deactivate/activate must not resume the player again
+    waiter = Node(package="m4sam_ros", executable="m4sam_wait_active", name="m4sam_wait_active",
+                  arguments=[["/", LaunchConfiguration("namespace"), "/m4sam"]], output="log")
+
+    def on_waiter_exit(event, _context):
+        if event.returncode == 0:
+            return [resume]
+        return [LogInfo(msg=f"m4sam_wait_active exited {event.returncode}: the bag player stays paused")]
+
+    resume_when_active = RegisterEventHandler(OnProcessExit(target_action=waiter, on_exit=on_waiter_exit))
+    return LaunchDescription([*args, *players, resume_when_active, waiter, m4sam])

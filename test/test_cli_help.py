@@ -37,7 +37,7 @@ WITH_DEVICE = {"m4sam-train", "m4sam-eval", "m4sam-bag", "m4sam-bench", "m4sam-h
 
 
 def test_the_scripts_are_all_here():
-    assert len(SCRIPTS) == 14 and {"m4sam_node", "m4sam-bag", "m4sam-train", "m4sam-soak"} <= set(SCRIPTS)
+    assert len(SCRIPTS) == 15 and {"m4sam_node", "m4sam_wait_active", "m4sam-bag", "m4sam-train", "m4sam-soak"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("name", sorted(TOOLS))

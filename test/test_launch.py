@@ -247,6 +247,9 @@ def _m4sam_prefix(pre: Path, packages: tuple[str, ...]) -> Path:
     node.parent.mkdir(parents=True)
     node.write_text(f"#!{sys.executable}\n{NODE_SCRIPT}")
     node.chmod(0o755)
+    waiter = pre / "lib" / "m4sam_ros" / "m4sam_wait_active"
+    waiter.write_text(f"#!{sys.executable}\nimport sys\nfrom m4sam_ros.ros.wait_active import main\nsys.exit(main())\n")
+    waiter.chmod(0o755)
     return pre
 
 
