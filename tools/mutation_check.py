@@ -602,6 +602,10 @@ MUTANTS: tuple[Mutant, ...] = (
            r'            on_error\("executor", exc\)', "            raise",
            ("test/test_spin.py",),
            "an exception out of rclpy's wait-set building ends the spin loop (node silenced)", "NODE"),
+    Mutant("wait-active-any-state", "m4sam_ros/ros/wait_active.py",
+           r'if last == "active":', "if last:",
+           ("test/test_wait_active.py",),
+           "the bag player is resumed on any lifecycle state (frames lost to model loading)", "NODE"),
 )
 
 
