@@ -57,7 +57,7 @@ MUTANTS: tuple[Mutant, ...] = (
            r'out\["maskmem_features"\]\.to\(torch\.bfloat16\)', 'out["maskmem_features"]',
            (f"{P}::test_parity_with_sam2_video_predictor",),
            "frame memories stored in fp32 instead of bf16 (SAM2's video predictor storage)", "MODEL"),
-    Mutant("predictor-bound-report", "m4sam_ros/predictor/streaming.py",
+    Mutant("predictor-bound-report", "m4sam_ros/predictor/controls.py",
            r"(def max_state_nbytes\(self\)[^\n]*:\n)", r"\1        return 10**12\n",
            (P, "-k", "bound"), "max_state_nbytes() reports 10**12", "MODEL"),
     Mutant("predictor-no-low-score-reinit", "m4sam_ros/predictor/reinit_policy.py",
