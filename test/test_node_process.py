@@ -138,6 +138,36 @@ def test_sigterm_during_startup_exits_cleanly(checkpoint):
     assert out.count("SIGTERM received") == 1, out
 
 
+SWALLOWING_BUILD = """
+import sys, time
+from m4sam_ros.ros import model_loader
+def build(p):  # as omegaconf did under load: the signal's exception replaced by an error of its own
+    print("building", flush=True)
+    try:
+        time.sleep(60)
+    except BaseException:
+        raise RuntimeError("'NoneType' object has no attribute '_invalidate_flags_cache'") from None
+model_loader.build_predictor = build
+from m4sam_ros.ros.node import main
+main()
+"""
+
+
+def test_sigterm_swallowed_by_the_model_code_still_exits_cleanly(checkpoint):
+    """SIGTERM while the model builds, in code that turns the signal's exception into its own
+    error: exit 0 with the one SIGTERM line, not "configure failed" + FATAL + exit 1."""
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", SWALLOWING_BUILD, "--ros-args", "-p", f"checkpoint:={checkpoint}",
+                             "-p", "device:=cpu", "-r", "__node:=m4sam_swallow"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    first = proc.stdout.readline()
+    assert first.strip() == "building" or "building" in first, first
+    proc.send_signal(signal.SIGTERM)
+    out = first + proc.communicate(timeout=60 * load_scale())[0]
+    assert proc.returncode == 0, out
+    assert "FATAL" not in out and "configure failed" not in out and out.count("SIGTERM received") == 1, out
+
+
 def test_soak_benchmark_runs_and_ends_cleanly() -> None:
     """`m4sam-soak` for a few seconds: figures printed, the node exits 0 on SIGINT and the bench
     itself exits 0 without an abort from a spin thread left in rcl at interpreter exit."""

@@ -606,6 +606,11 @@ MUTANTS: tuple[Mutant, ...] = (
            r'if last == "active":', "if last:",
            ("test/test_wait_active.py",),
            "the bag player is resumed on any lifecycle state (frames lost to model loading)", "NODE"),
+    Mutant("node-stop-swallowed-by-model-code", "m4sam_ros/ros/node.py",
+           r"if STOP_SIGNAL:  # a signal's _Stop", "if False:  # a signal's _Stop",
+           ("test/test_node_process.py", "-k", "swallowed"),
+           "SIGTERM during model loading, swallowed by the model code, ends as 'configure failed' + exit 1",
+           "NODE"),
 )
 
 

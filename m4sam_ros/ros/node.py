@@ -260,8 +260,10 @@ class M4SamNode(LifecycleNode):
             self._free_model()
             return TransitionCallbackReturn.FAILURE
         except Exception as exc:  # noqa: BLE001 - a transition reports, it does not raise
-            self.get_logger().error(f"configure failed building the model: {type(exc).__name__}: {exc}")
             self._free_model()
+            if STOP_SIGNAL:  # a signal's _Stop that the model code swallowed or replaced: leave, not fail
+                raise _Stop(STOP_SIGNAL[0]) from exc
+            self.get_logger().error(f"configure failed building the model: {type(exc).__name__}: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._pubs = {key: self.create_lifecycle_publisher(msg_type, topic, 10)
                       for key, (topic, msg_type, _) in OUTPUTS.items() if msg_type is not None}
@@ -599,6 +601,12 @@ class _Stop(BaseException):
     """Raised in the main thread by SIGTERM (and SIGINT): leave cleanly."""
 
 
+#: the signal that asked main() to stop, once one has. The handler raises _Stop wherever the main
+#: thread is; code it lands in (omegaconf during hydra's compose, seen under load) can swallow it
+#: or replace it with an error of its own, so configure checks this too and leaves as asked.
+STOP_SIGNAL: list[str] = []
+
+
 def main(args: list[str] | None = None) -> None:
     """Console script ``m4sam_node``: with autostart, configure+activate or exit non-zero.
 
@@ -612,6 +620,7 @@ def main(args: list[str] | None = None) -> None:
     build_parser().parse_known_args(remove_ros_args(sys.argv if args is None else args)[1:])
 
     def _raise(signum: int, _frame: Any) -> None:
+        STOP_SIGNAL.append(signal.Signals(signum).name)
         raise _Stop(signal.Signals(signum).name)
 
     signal.signal(signal.SIGINT, _raise)
@@ -622,7 +631,10 @@ def main(args: list[str] | None = None) -> None:
     try:
         node = M4SamNode()
         if node.p("autostart"):
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            configured = node.trigger_configure()
+            if STOP_SIGNAL:
+                raise _Stop(STOP_SIGNAL[0])
+            if configured != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().fatal("autostart: configure failed (see the error above); exiting")
                 code = 1
             elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
