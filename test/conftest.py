@@ -26,3 +26,15 @@ def shared_ros() -> Path:
     assert (SHARED_ROS / "README.md").is_file(), (
         f"no ROS source snapshots at {SHARED_ROS}: set M4SAM_SHARED_ROS to the shared/ros folder")
     return SHARED_ROS
+
+
+@pytest.fixture(scope="module")
+def context():
+    """An rclpy context of the test module's own (its nodes and executors), shut down after it.
+    Modules that define their own ``context`` keep theirs."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    ctx.try_shutdown()

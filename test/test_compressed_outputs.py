@@ -16,7 +16,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
@@ -100,14 +99,6 @@ def test_output_gates_cap_each_output_by_stamp_and_restart_on_a_loop() -> None:
 
 
 # ----------------------------------------------------------------------------------- the node
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
 @pytest.fixture
 def harness(context):
     h = Harness(context, DEMO_MODEL, overlay_compressed_max_rate=10.0, overlay_jpeg_quality=85)

@@ -44,14 +44,6 @@ def scene(i: int):
     return rgb, depth
 
 
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
 @pytest.fixture
 def make(context):
     made = []

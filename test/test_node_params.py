@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage
 from test_node import FRAME_NS, T0, Harness, camera_info, color_msg, depth_msg, frame, header
@@ -46,14 +45,6 @@ def make(context):
     yield build
     for h in made:
         h.close()
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
 
 
 def start_with_camera_info(h: Harness) -> None:
