@@ -100,6 +100,70 @@ def test_components_are_separated_even_when_their_boxes_overlap() -> None:
     assert zs == [1.0, 3.0]
 
 
+def _x(u: float, z: float = 2.0) -> float:
+    return (u - CAM.cx) * z / CAM.fx
+
+
+def test_box_spans_the_object_not_its_median_and_ignores_a_thin_antenna() -> None:
+    """An L (a 40x30 block with a 10x30 leg under its left end) and a one-pixel antenna on each
+    side (8 px, 0.5 % of the points). The box must run from the object's left edge (u 40) to its
+    right edge (u 79): the 2nd/98th percentiles drop the antennas, and the centre is the middle
+    of that extent. Wrong code: centre at the median (pulled towards the leg, ~4 px left), or
+    min/max extents (stretched by 8 px to the antennas). A plain rectangle cannot tell: its
+    median is its middle and its 2nd percentile is its first column."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[30:60, 40:80] = 255
+    mask[60:90, 40:50] = 255
+    mask[45, 32:40] = 255
+    mask[45, 80:88] = 255
+    depth = np.full((H, W), 5000, np.uint16)
+    depth[mask > 0] = 2000
+    [b] = boxes_3d(mask, [Box(32, 30, 88, 90, 0.8)], depth_in_metres(depth, "16UC1"), CAM)
+    assert b.num_points == 30 * 40 + 30 * 10 + 16
+    assert b.center[0] - b.size[0] / 2 == pytest.approx(_x(40), abs=1e-5)
+    assert b.center[0] + b.size[0] / 2 == pytest.approx(_x(79), abs=1e-5)
+
+
+def test_a_diagonal_neighbour_is_part_of_the_component() -> None:
+    """Two squares touching at one corner are one 8-connected component (as the predictor's boxes
+    are made), and a third square inside their 2D box is not part of it. Wrong code: 4-connected
+    labels, so no label has the predictor's box and the whole box's mask (all three) is used."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[10:30, 10:30] = 255                      # A
+    mask[30:50, 30:50] = 255                      # B, touching A at (29, 29)-(30, 30)
+    mask[10:25, 35:48] = 255                      # C, separate, inside the A+B box
+    depth = np.where(mask > 0, 2000, 5000).astype(np.uint16)
+    boxes = boxes_from_mask(mask, mask.astype(np.float32) / 255, 10)
+    assert [tuple(b[:4]) for b in boxes] == [(10, 10, 50, 50), (35, 10, 48, 25)]
+    first, second = boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM)
+    assert (first.num_points, second.num_points) == (800, 15 * 13)
+
+
+def test_a_box_from_elsewhere_takes_only_the_mask_inside_it() -> None:
+    """A 2D box that is no component's exact box (a caller's, a detector's) takes the mask pixels
+    inside it, not the whole mask. Wrong code: the whole mask (another object at 1 m would pull
+    the box's depth there)."""
+    mask, depth = _scene()
+    mask[5:20, 5:25] = 255
+    depth[5:20, 5:25] = 1000
+    [b] = boxes_3d(mask, [(38, 28, 82, 62, 0.7)], depth_in_metres(depth, "16UC1"), CAM)
+    assert b.num_points == 30 * 40 and b.center[2] == pytest.approx(2.0, abs=1e-6) and b.score == 0.7
+
+
+def test_min_points_is_the_smallest_count_kept() -> None:
+    """A component with exactly ``min_points`` valid depth pixels gets its box, one fewer does not.
+    Wrong code: ``<=`` (a 20-pixel component is dropped at min_points=20)."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[10:14, 10:15] = 255                      # 20 pixels
+    depth = np.where(mask > 0, 2000, 5000).astype(np.uint16)
+    boxes = [Box(10, 10, 15, 14, 0.9)]
+    assert len(boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM, min_points=20)) == 1
+    depth[10, 10] = 0
+    skipped: Counter[str] = Counter()
+    assert boxes_3d(mask, boxes, depth_in_metres(depth, "16UC1"), CAM, min_points=20, skipped=skipped) == []
+    assert skipped == {"too_few_depth_points": 1}
+
+
 @pytest.mark.parametrize(("depth", "encoding", "match"), [
     (np.full((4, 4), 1500, np.uint16), "32FC1", "must be float32"),
     (np.full((4, 4), 1500.0, np.float32), "32FC1", "millimetres"),

@@ -667,6 +667,15 @@ def test_each_bad_input_is_skipped_and_counted_by_reason(harness_factory, checkp
     def hdr_of(i):
         return header(T0 + (i + 1) * 10**9)
 
+    def no_valid_metres() -> np.ndarray:
+        """32FC1 with no usable pixel, though finite numbers: negative, zero, NaN and inf (REP 118:
+        only finite values > 0 are depths). Wrong code: count every finite value as valid."""
+        d = np.full((H, W), -1.5, np.float32)
+        d[::2] = np.nan
+        d[1::4] = 0.0
+        d[:, ::5] = np.inf
+        return d
+
     cases = [
         ("color_unsupported_encoding", lambda hd: (image(rgb[..., 0].copy(), "mono8", hd), depth_msg(depth, "16UC1", hd)),
          lambda c, d: setattr(c, "encoding", "yuv422")),
@@ -676,8 +685,7 @@ def test_each_bad_input_is_skipped_and_counted_by_reason(harness_factory, checkp
         ("depth_zero_size", None, lambda c, d: (setattr(d, "height", 0), setattr(d, "data", b""))),
         ("size_mismatch", lambda hd: (color_msg(rgb, "rgb8", hd), image(depth[:60].copy(), "16UC1", hd)), None),
         ("invalid_depth", lambda hd: (color_msg(rgb, "rgb8", hd), image(np.zeros_like(depth), "16UC1", hd)), None),
-        ("invalid_depth", lambda hd: (color_msg(rgb, "rgb8", hd),
-                                      image(np.full((H, W), np.nan, np.float32), "32FC1", hd)), None),
+        ("invalid_depth", lambda hd: (color_msg(rgb, "rgb8", hd), image(no_valid_metres(), "32FC1", hd)), None),
         ("too_large", lambda hd: (Image(header=hd, height=4000, width=4000, encoding="rgb8", step=12000),
                                   depth_msg(depth, "16UC1", hd)), None),
         ("inference_error", lambda hd: (color_msg(rgb, "rgb8", header(int(FailsOnStamp.POISON * 1e9))),

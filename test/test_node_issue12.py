@@ -376,6 +376,27 @@ def test_transport_choice_by_publisher_type():
         transport.choose("jpeg", "color", "/c", types)
 
 
+def test_a_vanished_publisher_does_not_move_the_subscription() -> None:
+    """The auto choice is re-asked while the node runs. When the compressed publisher goes away
+    (a bag pauses, the camera restarts) the fresh answer is only a guess (raw, ``found`` False):
+    the node keeps its compressed subscription instead of moving to a topic nobody publishes, and
+    moves when a publisher is really found elsewhere. Wrong code: compare topics and ignore
+    ``found`` (every pause flips the node onto the raw topic and back)."""
+    pubs = {"/c/compressed": [transport.COMPRESSED_TYPE]}
+
+    def types(topic):
+        return pubs.get(topic, [])
+
+    old = {"color": transport.choose("auto", "color", "/c", types)}
+    assert old["color"].topic == "/c/compressed"
+    pubs.clear()
+    guess = {"color": transport.choose("auto", "color", "/c", types)}
+    assert (guess["color"].topic, guess["color"].found) == ("/c", False)
+    assert not transport.differs(old, guess)
+    pubs["/c"] = [transport.RAW_TYPE]
+    assert transport.differs(old, {"color": transport.choose("auto", "color", "/c", types)})
+
+
 # ----------------------------------------------------------------------------------- stand-ins
 STANDIN_SCRIPT = r"""
 import numpy as np, rclpy

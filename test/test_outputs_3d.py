@@ -77,8 +77,15 @@ def test_a_middle_component_without_a_3d_box_does_not_shift_the_ids() -> None:
     det3d = out.messages["detections_3d"].detections
     assert [d.id for d in det3d] == ["1", "3"]                   # B (id 2) has no box; C keeps id 3
     assert [m.id for m in cubes(out)] == [1, 3]
-    labels = [m.text for m in out.messages["markers"].markers if m.type == m.TEXT_VIEW_FACING]
-    assert labels == ["id 1", "id 3"]
+    texts = [m for m in out.messages["markers"].markers if m.type == m.TEXT_VIEW_FACING]
+    assert [m.text for m in texts] == ["id 1", "id 3"]
+    # RViz: the previous frame's boxes are deleted first, each label floats 5 cm above its cube's
+    # top face (optical frame: -y is up), and each 3D detection keeps its component's 2D score
+    assert out.messages["markers"].markers[0].action == texts[0].DELETEALL
+    for cube, text in zip(cubes(out), texts, strict=True):
+        top = cube.pose.position.y - cube.scale.y / 2
+        assert text.pose.position.y == pytest.approx(top - 0.05) and text.pose.position.x == cube.pose.position.x
+    assert [d.results[0].hypothesis.score for d in det3d] == pytest.approx([0.9, 0.7])
     # each 3D box is the object its id names in 2D: its centre projects inside that 2D box
     cam = compat.camera_model(camera_info()).scaled_to(W, H)
     by_id = {d.id: d.bbox for d in det2d}

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from m4sam_ros.data.synth.world import generate_video
 from m4sam_ros.model import build_m4sam
 from m4sam_ros.predictor.streaming import Box, StreamingPredictor, boxes_from_mask
+from m4sam_ros.predictor.result import mask_and_boxes
 
 #: no re-initialisation of any kind (low score, disagreement, scene cut): pure tracking
 NO_REINIT = {"reinit_low_score_frames": 10**9, "reinit_iou_frames": 10**9, "reinit_cut_threshold": -1.0}
@@ -265,11 +266,32 @@ def test_validation_errors(demo_predictor_factory) -> None:
 
 
 def test_boxes_from_known_mask() -> None:
+    """Largest region first, whatever the scan order; score = mean saliency inside the region.
+    Wrong code the inputs rule out: scan order (the smaller region comes first here), the peak
+    instead of the mean (the saliency varies inside each region), 4-connectivity (the 120 px
+    region has a diagonal tail)."""
     mask = np.zeros((40, 60), np.uint8)
-    mask[5:15, 10:30] = 255     # 200 px
+    mask[2:10, 45:57] = 255     # 96 px, first in scan order
     mask[25:28, 40:43] = 255    # 9 px: below the minimum
-    mask[20:35, 50:58] = 255    # 120 px
+    mask[12:22, 10:30] = 255    # 200 px
+    mask[20:35, 50:58] = 255    # 120 px ...
+    mask[35, 58] = 255          # ... + 1 px touching it diagonally
     sal = np.where(mask > 0, 0.8, 0.1).astype(np.float32)
+    sal[12:17, 10:30] = 0.6     # the top half of the 200 px region is weaker
     boxes = boxes_from_mask(mask, sal, min_area=20)
-    assert boxes == [Box(10, 5, 30, 15, pytest.approx(0.8)), Box(50, 20, 58, 35, pytest.approx(0.8))]
+    assert boxes == [Box(10, 12, 30, 22, pytest.approx(0.7)), Box(50, 20, 59, 36, pytest.approx(0.8)),
+                     Box(45, 2, 57, 10, pytest.approx(0.8))]
     assert boxes_from_mask(np.zeros_like(mask), sal, 1) == []
+
+
+def test_mask_threshold_is_strict_and_min_box_area_below_one_is_a_fraction() -> None:
+    """``sal > mask_threshold`` (a map exactly at the threshold is background), and min_box_area
+    0.05 of a 40x60 image is 120 px: a 119 px region is dropped, a 120 px one kept. Wrong code:
+    >= (a flat 0.5 map becomes all foreground), a fraction of one side (0.05 * 40 = 2 px)."""
+    sal = np.full((40, 60), 0.5, np.float32)
+    _, mask, boxes = mask_and_boxes(sal, 0.5, 0.05)
+    assert mask.max() == 0 and boxes == []
+    sal[0:7, 0:17] = 0.9        # 119 px
+    sal[20:30, 20:32] = 0.9     # 120 px
+    _, mask, boxes = mask_and_boxes(sal, 0.5, 0.05)
+    assert int((mask > 0).sum()) == 239 and [tuple(b[:4]) for b in boxes] == [(20, 20, 32, 30)]

@@ -95,6 +95,40 @@ def test_small_backwards_steps_and_forward_jumps_do_not_reset():
     assert len(out) == 20 and jumps == []
 
 
+def test_a_loop_drops_the_old_epoch_so_a_lagging_stream_still_pairs():
+    """The bag ends with 10 colour frames whose depth never came (the queue is full of them), then
+    loops with depth arriving two frames after its colour. The old epoch's stamps are the newest in
+    the queue, so eviction (oldest first) would take every new colour frame before its depth came:
+    the jump must drop them. Wrong code: keep the old epoch queued (0 of 30 pairs)."""
+    first = clean(T0, 40) + [M(0, T0 + (40 + i) * FRAME, 100 + i) for i in range(10)]  # 1.6 s
+    loop = clean(T0, 30, uid0=20_000)
+    colour, depth = loop[0::2], loop[1::2]
+    lagging = colour[:2] + [m for pair in zip(depth, colour[2:] + [None, None], strict=True) for m in pair if m]
+    out, pairer = run(first + lagging)
+    assert len(clean_pairs(out, 20_000)) == 30 and pairer.jumps.jumps == 1
+
+
+def test_reset_forgets_the_stamps_too():
+    """After reset() (the node's ~/reset, a new bag) an older stamp is a fresh start, not a jump
+    back: no jump is reported. Wrong code: clear the queues but keep the newest stamps."""
+    jumps = []
+    out, pairer = run(clean(T0 + 10 * 10**9, 5), jumps=jumps)
+    pairer.reset()
+    for m in clean(T0, 5, uid0=20_000):
+        pairer.add(m.stream, m.stamp, m)
+    assert jumps == [] and pairer.jumps.jumps == 0 and pairer.pending() == 0
+
+
+def test_slop_is_exclusive_like_message_filters():
+    """message_filters pairs when the spread is *below* the slop: a spread of exactly slop does not
+    pair, 1 ns less does. Wrong code: <= (pairs frames 20 ms apart at slop 0.02)."""
+    slop_ns = int(SLOP * 1e9)
+    out, _ = run([M(0, T0, 1), M(1, T0 + slop_ns, 2)])
+    assert out == []
+    out, _ = run([M(0, T0, 1), M(1, T0 + slop_ns - 1, 2)])
+    assert [(a.uid, b.uid) for a, b in out] == [(1, 2)]
+
+
 def test_zero_and_duplicate_stamps():
     ev = [M(0, 0, 1), M(1, 0, 2), M(0, 0, 3), M(0, 0, 4), M(1, 0, 5)]
     out, _ = run(ev)
@@ -118,6 +152,10 @@ def test_jump_detector_is_per_stream_and_drop_stale_works_in_place():
     det = JumpDetector(2, 1.0)
     assert det.check(0, 10 * 10**9) is None and det.check(1, 2 * 10**9) is None  # offset clocks: no jump
     assert det.check(1, 2 * 10**9 - 5 * 10**8) is None  # 0.5 s back: within the bound
+    # a jump is measured from the stream's newest stamp, not from its last one (out of order)
+    late = JumpDetector(1, 1.0)
+    assert late.check(0, 10 * 10**9) is None and late.check(0, 9_500_000_000) is None
+    assert late.check(0, 8_900_000_000) == Jump(0, 10 * 10**9, 8_900_000_000)
     j = det.check(0, 5 * 10**9)
     assert j == Jump(0, 10 * 10**9, 5 * 10**9) and det.newest == [5 * 10**9, None]
     queues = [{10 * 10**9: "a", 5 * 10**9 + 1: "b"}, {2 * 10**9: "c"}]

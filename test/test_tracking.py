@@ -46,6 +46,20 @@ def test_brief_occlusion_keeps_the_id_longer_loses_it() -> None:
     assert t.update([a]) == [2]                     # gone for 3 > max_missed: a new id
 
 
+def test_a_track_that_comes_back_starts_its_miss_count_afresh() -> None:
+    """Two occlusions of max_missed frames each, with the object seen in between, keep the id:
+    being matched again clears the misses. Wrong code: carry the misses over (the second
+    occlusion ends the track and the object gets a new id)."""
+    t = OverlapTracker(iou_threshold=0.3, max_missed=2)
+    a = _b(0, 0, 20, 20)
+    assert t.update([a]) == [1]
+    for _ in range(2):
+        assert t.update([]) == []
+        assert t.update([]) == []
+        assert t.update([a]) == [1]
+    assert [(tr.id, tr.missed, tr.age) for tr in t.tracks] == [(1, 0, 3)]
+
+
 def test_reinitialisation_gives_new_ids_even_at_the_same_place() -> None:
     t = OverlapTracker()
     a = _b(0, 0, 20, 20)

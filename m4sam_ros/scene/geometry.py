@@ -67,11 +67,10 @@ def depth_in_metres(depth: np.ndarray, encoding: str, depth_scale: float = 0.001
 
 
 def backproject(mask: np.ndarray, depth_m: np.ndarray, camera: CameraModel, stride: int = 1,
-                max_depth: float = float("inf"), region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                max_depth: float = float("inf")) -> np.ndarray:
     """(N, 3) float32 points of the pixels where ``mask`` is set and depth is valid (and below
     ``max_depth``), every ``stride``-th row and column of the image (the grid starts at pixel
-    (0, 0), whatever ``region`` is, so a component and the whole mask sample the same pixels),
-    optionally inside ``region`` (x0, y0, x1, y1 inclusive)."""
+    (0, 0), so a component and the whole mask sample the same pixels)."""
     if np.shape(mask) != np.shape(depth_m):
         raise ValueError(f"mask {np.shape(mask)} and depth {np.shape(depth_m)} differ in size")
     if stride < 1:
@@ -80,11 +79,6 @@ def backproject(mask: np.ndarray, depth_m: np.ndarray, camera: CameraModel, stri
     xr, yr = camera.ray_grid(h, w, stride)
     z = depth_m[::stride, ::stride]
     sel = (np.asarray(mask)[::stride, ::stride] > 0) & np.isfinite(z) & (z < max_depth)
-    if region is not None:
-        x0, y0, x1, y1 = (int(v) for v in region)
-        cols = np.arange(0, w, stride)
-        rows = np.arange(0, h, stride)
-        sel &= ((cols >= x0) & (cols <= x1))[None, :] & ((rows >= y0) & (rows <= y1))[:, None]
     zz = z[sel]
     return np.stack([xr[sel] * zz, yr[sel] * zz, zz], axis=1).astype(np.float32)
 
