@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from m4sam_ros.data.synth.world import generate_video
 from m4sam_ros.model import build_m4sam
-from m4sam_ros.predictor.streaming import Box, StreamingPredictor, boxes_from_mask
 from m4sam_ros.predictor.result import mask_and_boxes
+from m4sam_ros.predictor.streaming import Box, StreamingPredictor, boxes_from_mask
 
 #: no re-initialisation of any kind (low score, disagreement, scene cut): pure tracking
 NO_REINIT = {"reinit_low_score_frames": 10**9, "reinit_iou_frames": 10**9, "reinit_cut_threshold": -1.0}
