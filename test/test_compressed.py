@@ -316,6 +316,19 @@ def test_rejections_name_the_reason(side: str, fmt: str, data: bytes, reason: st
     assert fmt in str(info.value)
 
 
+@pytest.mark.parametrize("image", [np.full((8, 8), 200, np.uint8), np.full((8, 8, 3), 2000, np.uint16)],
+                         ids=["8-bit", "16-bit colour"])
+def test_compressed_depth_png_must_be_16_bit_mono(image: np.ndarray) -> None:
+    """A compressedDepth PNG of another layout (8-bit: values 0..255 would read as millimetres, a
+    hand at 200 mm; 3 channels) is refused as decode_error before decoding. Wrong code: check
+    only the channel count (the 8-bit map goes through as 16UC1 millimetres)."""
+    payload = cv2.imencode(".png", image)[1].tobytes()
+    msg = CompressedImage(format="16UC1; compressedDepth png", data=bytes(12) + payload)
+    with pytest.raises(cz.CompressedImageError, match="16-bit mono expected") as info:
+        cz.decompress(msg, "depth", rclpy_image)
+    assert info.value.reason == "decode_error"
+
+
 def test_corrupt_rvl_is_rejected_not_read_out_of_bounds() -> None:
     good = bytes(ref_compressed_depth(_depth_mm(), "16UC1", "rvl").data)
     for bad in (good[:12 + 8 + 16],                                     # truncated stream

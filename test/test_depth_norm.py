@@ -101,3 +101,24 @@ def test_relative_16bit_outliers_do_not_move_the_rest(wild_value: int) -> None:
     a, b = normalize_depth(clean, "relative"), normalize_depth(noisy, "relative")
     assert np.abs(a[keep] - b[keep]).max() < 0.02
     assert np.all(b[clean == 0] == 0.0)
+
+
+def test_relative_maps_keep_their_scale_polarity_and_range() -> None:
+    """Benchmark depth (``relative``): 8-bit maps divided by 255 (their own maximum), 16-bit maps
+    stretched per frame with polarity kept (larger values stay larger), a flat 16-bit frame 0.5
+    where valid (no ordering to show, but not "far"), float maps clipped to [0, 1] with <= 0
+    invalid. Wrong code ruled out: 8-bit divided by 65535 (a near-black map), the 16-bit map
+    inverted like metric depth, a flat frame all "far" (0), float values outside [0, 1] kept."""
+    eight = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_allclose(normalize_depth(eight, "relative"), [[0.0, 0.2, 1.0]], atol=1e-7)
+    ramp = np.linspace(1000, 5000, 200).astype(np.uint16).reshape(10, 20)
+    ramp[0, 0] = 0
+    out = normalize_depth(ramp, "relative")
+    valid = ramp > 0
+    assert out[0, 0] == 0.0 and np.all(np.diff(out[valid]) >= 0) and out[valid][-1] == 1.0
+    assert out[valid][1] == 0.0  # the 1st percentile's pixel and below: 0
+    flat = np.full((4, 4), 3000, np.uint16)
+    flat[0] = 0
+    np.testing.assert_array_equal(normalize_depth(flat, "relative"), np.where(flat > 0, 0.5, 0.0))
+    floats = np.array([[-0.2, 0.0, 0.3, 1.5, np.nan]], np.float32)
+    np.testing.assert_allclose(normalize_depth(floats, "relative"), [[0.0, 0.0, 0.3, 1.0, 0.0]], atol=1e-7)

@@ -40,6 +40,34 @@ def test_boundary_weights_single_pixel_by_hand():
     torch.testing.assert_close(boundary_weights(t)[0, 0], want)
 
 
+def test_boundary_window_scales_with_the_map_size():
+    """The structure loss's window is 31 px at 352 px (the authors' setting) and scales with the
+    map (7 px at 64): one foreground pixel raises the weight of pixels up to k // 2 away, not one
+    further. Wrong code: a fixed or unscaled window (3x3 everywhere, or 11 px at 352)."""
+    for size, k in ((352, 31), (64, 7)):
+        t = torch.zeros(1, 1, size, size)
+        c = size // 2
+        t[0, 0, c, c] = 1
+        w = boundary_weights(t)[0, 0]
+        assert w[c, c + k // 2] == pytest.approx(1 + 5 / k**2) and w[c, c + k // 2 + 1] == 1.0
+        assert w[c + k // 2, c - k // 2] == pytest.approx(1 + 5 / k**2) and w[c - k // 2 - 1, c] == 1.0
+
+
+def test_edge_band_scales_with_the_map_size():
+    """The edge loss's band is k - 1 px wide with k = 3 at 352 px, scaled with size (7 at 704): at
+    704 px a prediction 3 px off a vertical stripe's edges still overlaps half of each band. By
+    hand: the target's band covers 6 columns at each edge (12 x 704 px), the shifted prediction's
+    too, 3 of each 6 shared: loss = 1 - (2 * 6 * 704 + 1) / (24 * 704 + 1). Border rows add no
+    edge (outside the image counts as neither). Wrong code: a 3 px window at every size (the
+    bands of a 3 px shift no longer touch: loss ~1, no gradient towards the edge)."""
+    t = torch.zeros(1, 1, 704, 704)
+    t[..., 300:400] = 1
+    pred = torch.full_like(t, -30.0)
+    pred[..., 303:403] = 30.0
+    want = 1 - (2 * 6 * 704 + 1) / (24 * 704 + 1)
+    assert edge_loss_per_map(pred, t).item() == pytest.approx(want, abs=1e-4)
+
+
 def test_structure_loss_by_hand():
     """logits 0 (p = 1/2) on 2x2 maps.
     Empty target: weights 1, wBCE = ln 2, inter 0, union 4 * 1/2 = 2 -> wIoU = 1 - 1/3.

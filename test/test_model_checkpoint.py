@@ -1,5 +1,6 @@
 """Checkpoints: SAM2 official format (strict), pickle payloads refused, M4-SAM round trip."""
 
+import hashlib
 import pickle
 
 import pytest
@@ -168,3 +169,21 @@ def test_recommended_output_picks_auto_everywhere(tmp_path):
     with pytest.raises(ValueError, match="output must be one of"):
         set_recommended_output(plain, tmp_path / "x.pt", "both")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_sam2_file_replaced_in_place_is_hashed_again(tmp_path) -> None:
+    """The SHA-256 of a SAM2 file is cached (hashing Hiera-L takes seconds), but a file replaced at
+    the same path (another download, another size or time) is hashed again, so the mismatch
+    warning still fires. Wrong code: cache by path alone (the old hash is reported forever)."""
+    import os
+
+    from m4sam_ros.model.checkpoint import sam2_fingerprint
+
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    path.write_bytes(b"first download")
+    first = sam2_fingerprint(path)
+    assert first == {"name": path.name, "size": 14, "sha256": hashlib.sha256(b"first download").hexdigest()}
+    path.write_bytes(b"another release")
+    os.utime(path, ns=(1, 1))
+    second = sam2_fingerprint(path)
+    assert second["size"] == 15 and second["sha256"] == hashlib.sha256(b"another release").hexdigest()

@@ -34,7 +34,7 @@ from m4sam_ros.model.checkpoint import save_m4sam_checkpoint
 from m4sam_ros.predictor.streaming import StreamingPredictor
 from m4sam_ros.ros import compat
 from m4sam_ros.ros.detections3d import Detection3DArray
-from m4sam_ros.ros.node import ConfigurationError, M4SamNode
+from m4sam_ros.ros.node import ConfigurationError, M4SamNode, check_param
 from m4sam_ros.ros.spin import spin_until
 
 H, W = 120, 160
@@ -882,6 +882,31 @@ def test_missing_or_wrong_checkpoint_fails_configure(context, tmp_path):
             node._resolve_weights()
     finally:
         node.destroy_node()
+
+
+def test_parameter_values_are_checked_and_integers_coerced(context):
+    """What `ros2 run ... -p max_depth:=5` and `ros2 param set` meet: an integer for a double
+    parameter is taken as that double (rclpy alone refuses to declare it and the node dies at
+    start); a NaN or out-of-range double and an image_size that is not a multiple of 32 are
+    refused with the bound named; the range's own ends are accepted. Wrong code ruled out: no
+    coercion, NaN accepted, an open range, any even size."""
+    node = M4SamNode(context=context, parameter_overrides=[
+        Parameter("max_depth", value=5), Parameter("overlay_alpha", value=1), Parameter("autostart", value=False)])
+    try:
+        for name, want in (("max_depth", 5.0), ("overlay_alpha", 1.0)):
+            prm = node.get_parameter(name)
+            assert prm.type_ == Parameter.Type.DOUBLE and prm.value == want
+        for value, ok in ((float("nan"), False), (float("inf"), False), (1.5, False), (0.0, True), (1.0, True)):
+            [res] = node.set_parameters([Parameter("overlay_alpha", value=value)])
+            assert res.successful == ok, (value, res.reason)
+            assert ok or "1.0" in res.reason  # rclpy's descriptor range, or check_param's
+        [res] = node.set_parameters([Parameter("overlay_alpha", value=1)])
+        assert not res.successful  # at run time rclpy keeps the declared type
+    finally:
+        node.destroy_node()
+    assert "multiple of 32" in check_param("image_size", 48)
+    assert "within [0.0, 1.0]" in check_param("overlay_alpha", float("nan"))  # a params file checked offline
+    assert check_param("image_size", 0) is None and check_param("image_size", 96) is None
 
 
 def test_autostart_with_missing_checkpoint_exits_non_zero(tmp_path):

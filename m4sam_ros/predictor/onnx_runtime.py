@@ -240,7 +240,7 @@ class OrtStreamingPredictor(PredictorControls):
         if coarse_logits is not None and mask_prompt is None and (
                 (condition and self.condition_output == "coarse")
                 or (blanked and self.no_object_fallback and float(coarse.max()) > self.fallback_confidence)):
-            fallback = blanked and not condition
+            fallback = blanked  # never on a conditioning frame: SAM2 scores its (never empty) prompt +10
             memory_logits = resize_bilinear(coarse_logits[0, 0], h, w)
             memory = coarse
         saliency = self._saliency(memory, coarse)

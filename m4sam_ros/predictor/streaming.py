@@ -196,7 +196,7 @@ class StreamingPredictor(PredictorControls):
                 (condition and self.condition_output == "coarse")
                 or (blanked and self.no_object_fallback and float(coarse.max()) > self.fallback_confidence)):
             # a real prediction instead of the binarised prompt / SAM2's all -1024 "no object" map
-            fallback = blanked and not condition
+            fallback = blanked  # never on a conditioning frame: SAM2 scores its (never empty) prompt +10
             memory_logits = F.interpolate(coarse_logits.float(), size=orig_hw, mode="bilinear", align_corners=False)
             memory = coarse
         saliency = {"memory": memory, "coarse": coarse, "combined": (memory + coarse) / 2}[self.output]
