@@ -36,11 +36,14 @@ def video() -> synth.SyntheticVideo:
     return synth.generate_video(11, FRAMES, 96, 72)
 
 
-def _read(path: Path) -> dict[str, list]:
+def _read(path: Path, log_times: dict[str, list[int]] | None = None) -> dict[str, list]:
+    """Messages per topic; ``log_times`` (when given) gets each message's bag time per topic."""
     out: dict[str, list] = {}
     with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
-        for conn, _, raw in reader.messages():
+        for conn, logtime, raw in reader.messages():
             out.setdefault(conn.topic, []).append(reader.deserialize(raw, conn.msgtype))
+            if log_times is not None:
+                log_times.setdefault(conn.topic, []).append(logtime)
     return out
 
 
@@ -55,7 +58,12 @@ def test_one_mask_per_pair_stamped_like_colour_equal_to_predictor(tmp_path: Path
     summary = process_bag(bag, out, _predictor(), progress=False, video=tmp_path / "overlay.mp4")
     assert summary.pairs == FRAMES and summary.processed == FRAMES
     assert summary.unpaired_color == 0 and summary.unpaired_depth == 0
-    topics = _read(out)
+    times: dict[str, list[int]] = {}
+    topics = _read(out, times)
+    # every output sits at its colour frame's bag time (a player replays it with the colour frame),
+    # not at the depth frame's that completed the pair (written 3 ms later here)
+    assert times["/m4sam/mask"] == times["/m4sam/overlay"] == times[synth.COLOR_TOPIC]
+    assert times[synth.DEPTH_TOPIC] != times[synth.COLOR_TOPIC]
     # the input topics are carried over unchanged
     assert len(topics[synth.COLOR_TOPIC]) == FRAMES and len(topics[synth.DEPTH_INFO_TOPIC]) == FRAMES
     masks = topics["/m4sam/mask"]

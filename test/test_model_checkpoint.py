@@ -2,6 +2,7 @@
 
 import hashlib
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -187,3 +188,24 @@ def test_a_sam2_file_replaced_in_place_is_hashed_again(tmp_path) -> None:
     os.utime(path, ns=(1, 1))
     second = sam2_fingerprint(path)
     assert second["size"] == 15 and second["sha256"] == hashlib.sha256(b"another release").hexdigest()
+    # the rule compares the content, not the name: the same file name with other bytes warns
+    from m4sam_ros.model.checkpoint import SAM2WeightsMismatchWarning, check_sam2_weights
+
+    record = {"sam2_weights": dict(first)}
+    with pytest.warns(SAM2WeightsMismatchWarning, match="SAM2 WEIGHTS MISMATCH"):
+        check_sam2_weights("ckpt.pt", record, path)
+    path.write_bytes(b"first download")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAM2WeightsMismatchWarning)
+        assert check_sam2_weights("ckpt.pt", record, path) == first
+
+
+def test_an_unknown_recommended_output_falls_back_to_memory(tmp_path) -> None:
+    """A checkpoint whose extra names a branch this code does not have (a typo, a newer release)
+    recommends the paper's output, memory. Wrong code: pass the name on (the predictor would fail
+    at the first frame, or the node refuse to start)."""
+    from m4sam_ros.model.checkpoint import recommended_output
+
+    assert recommended_output({"extra": {"recommended_output": "memroy"}}) == "memory"
+    assert recommended_output({"extra": {"recommended_output": "combined"}}) == "combined"
+    assert recommended_output({"extra": "not a dict"}) == "memory"
