@@ -52,11 +52,12 @@ def _predictor() -> StreamingPredictor:
 
 def write_bag(path: Path, video: synth.SyntheticVideo, stamps: list[tuple[int | None, int | None]], *,
               compressed: tuple[str, str] | None = None, frames: list[int] | None = None,
-              depth_encoding: str = "16UC1") -> Path:
+              depth_encoding: str = "16UC1", focal_scale: list[float] | None = None) -> Path:
     """A RealSense-like bag: per entry (colour stamp, depth stamp) of frame ``frames[i]`` (None:
     that stream has no message). ``compressed`` = (colour codec, depth codec) writes only
     image_transport's CompressedImage topics, built by m4sam_ros.msgs.compressed's encoders, which
-    test_compressed proves byte-identical to image_transport's."""
+    test_compressed proves byte-identical to image_transport's. ``focal_scale[i]`` multiplies fx
+    and fy of entry i's camera_info (a recalibration mid-bag)."""
     ts = get_typestore(Stores.ROS2_KILTED)
     Image, Compressed = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CompressedImage"]
     CameraInfo, Header = ts.types["sensor_msgs/msg/CameraInfo"], ts.types["std_msgs/msg/Header"]
@@ -66,9 +67,11 @@ def write_bag(path: Path, video: synth.SyntheticVideo, stamps: list[tuple[int | 
     def header(ns: int) -> object:
         return Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id=synth.COLOR_FRAME_ID)
 
-    def info(ns: int) -> object:
+    def info(ns: int, scale: float = 1.0) -> object:
+        k = np.array(video.k(), np.float64)
+        k[[0, 4]] *= scale
         return CameraInfo(header=header(ns), height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
-                          k=np.array(video.k()), r=np.eye(3).reshape(-1), p=np.zeros(12), binning_x=0, binning_y=0,
+                          k=k, r=np.eye(3).reshape(-1), p=np.zeros(12), binning_x=0, binning_y=0,
                           roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
     ctype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
@@ -87,7 +90,8 @@ def write_bag(path: Path, video: synth.SyntheticVideo, stamps: list[tuple[int | 
                 else:
                     msg = numpy_to_image(video.rgb[f], "rgb8", Image, header=header(cns))
                 writer.write(cc, logtime, ts.serialize_cdr(msg, ctype))
-                writer.write(ic, logtime, ts.serialize_cdr(info(cns), "sensor_msgs/msg/CameraInfo"))
+                scale = focal_scale[i] if focal_scale is not None else 1.0
+                writer.write(ic, logtime, ts.serialize_cdr(info(cns, scale), "sensor_msgs/msg/CameraInfo"))
             if dns is not None:
                 if compressed:
                     depth = video.depth[f] if depth_encoding == "16UC1" else video.depth[f].astype(np.float32) / 1000
@@ -204,6 +208,22 @@ def test_bag_writes_detection3d_with_ids_shared_with_2d_and_markers(raw_run) -> 
         for d in m3.detections:
             assert min(d.bbox.size.x, d.bbox.size.y, d.bbox.size.z) > 0
             assert d.results[0].hypothesis.class_id == "salient"
+
+
+def test_a_camera_info_that_changes_mid_bag_is_followed(tmp_path: Path, video) -> None:
+    """A recalibration mid-bag (fx and fy doubled from entry 4; the same image every entry): the 3D
+    boxes follow the newest camera_info, as the node does, so their x and y extents halve from
+    entry 4 on while depth stays. Wrong code: keep the first camera_info of the bag (the extents
+    do not change)."""
+    n = 8
+    bag = write_bag(tmp_path / "in", video, _stamps(n), frames=[0] * n, focal_scale=[1.0] * 4 + [2.0] * 4)
+    assert process_bag(bag, tmp_path / "out", _predictor(), progress=False).processed == n
+    cubes = [max((m for m in arr.markers if m.type == 1), key=lambda m: m.scale.x * m.scale.y)
+             for arr in _read(tmp_path / "out")["/m4sam/markers"]]
+    before, after = cubes[3], cubes[4]
+    assert after.scale.x / before.scale.x == pytest.approx(0.5, abs=0.05)
+    assert after.scale.y / before.scale.y == pytest.approx(0.5, abs=0.05)
+    assert after.pose.position.z == pytest.approx(before.pose.position.z, rel=0.05)
 
 
 def test_looping_bag_keeps_going_and_reinitialises(tmp_path: Path, video, raw_run) -> None:

@@ -167,6 +167,21 @@ def test_checkpoint_lacking_a_trained_weight_does_not_load(peft: dict, tmp_path:
             build_m4sam(config, sam2_checkpoint=sam2, m4sam_checkpoint=bad)
 
 
+def test_a_trained_parts_checkpoint_carrying_frozen_weights_does_not_load(peft: dict, tmp_path: Path) -> None:
+    """A checkpoint that needs SAM2's weights but also carries a frozen encoder weight (another
+    tool's export, a hand-merged file) is refused, naming the key: loading it would overwrite the
+    SAM2 weights just loaded with whatever it holds. Wrong code: check only for missing keys (the
+    frozen weight is loaded over SAM2's without a word)."""
+    ckpt = torch.load(peft["ckpt"], weights_only=True)
+    frozen = next(k for k in peft["model"].state_dict() if k.startswith("sam.image_encoder.")
+                  and k not in ckpt["state_dict"])
+    ckpt["state_dict"][frozen] = torch.zeros_like(peft["model"].state_dict()[frozen])
+    bad = tmp_path / "carries_frozen.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): " + frozen.replace(".", r"\.")):
+        build_m4sam(_peft_config(), sam2_checkpoint=peft["sam2"], m4sam_checkpoint=bad)
+
+
 def test_a_random_base_model_is_saved_with_every_weight(tmp_path: Path) -> None:
     """No SAM2 file loaded: the frozen encoder is random and must travel with the checkpoint."""
     torch.manual_seed(0)
