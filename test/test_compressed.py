@@ -320,11 +320,13 @@ def test_rejections_name_the_reason(side: str, fmt: str, data: bytes, reason: st
                          ids=["8-bit", "16-bit colour"])
 def test_compressed_depth_png_must_be_16_bit_mono(image: np.ndarray) -> None:
     """A compressedDepth PNG of another layout (8-bit: values 0..255 would read as millimetres, a
-    hand at 200 mm; 3 channels) is refused as decode_error before decoding. Wrong code: check
-    only the channel count (the 8-bit map goes through as 16UC1 millimetres)."""
+    hand at 200 mm; 3 channels) is refused as decode_error from its header, before it is decoded
+    (the message says what the header holds). Wrong code: check only the channel count (the
+    8-bit PNG is decoded first and refused only afterwards)."""
     payload = cv2.imencode(".png", image)[1].tobytes()
     msg = CompressedImage(format="16UC1; compressedDepth png", data=bytes(12) + payload)
-    with pytest.raises(cz.CompressedImageError, match="16-bit mono expected") as info:
+    bits, channels = image.dtype.itemsize * 8, 1 if image.ndim == 2 else image.shape[2]
+    with pytest.raises(cz.CompressedImageError, match=f"png holds {bits}-bit x {channels} channel") as info:
         cz.decompress(msg, "depth", rclpy_image)
     assert info.value.reason == "decode_error"
 

@@ -143,6 +143,32 @@ def test_not_an_m4sam_checkpoint(tmp_path):
         load_m4sam_checkpoint(build_m4sam("m4sam_demo"), path)
 
 
+def test_a_newer_format_version_is_refused_naming_it(tmp_path):
+    """A checkpoint from a newer release (format_version 2) is refused with its version and the one
+    this code reads, before any weight is touched. Wrong code: read any version (keys that mean
+    something else in the new format load silently)."""
+    model = build_m4sam("m4sam_demo", image_size=64)
+    path = tmp_path / "v2.pt"
+    save_m4sam_checkpoint(model, path)
+    ckpt = torch.load(path, weights_only=True)
+    torch.save(dict(ckpt, format_version=2), path)
+    with pytest.raises(CheckpointError, match=r"format_version 2 unsupported \(this code reads 1\)"):
+        load_m4sam_checkpoint(model, path)
+
+
+def test_sam2_weight_of_another_shape_fails_naming_it(tmp_path):
+    """A SAM2 file of another model size has every key, but some of another shape: refused as a
+    CheckpointError naming the key and both shapes (what the node and the tools report), not
+    torch's RuntimeError from deep inside load_state_dict."""
+    sd = build_m4sam("m4sam_demo").sam.state_dict()
+    key = "memory_encoder.out_proj.weight"
+    sd[key] = torch.zeros(sd[key].shape[0] + 1, *sd[key].shape[1:])
+    path = tmp_path / "other_size.pt"
+    torch.save({"model": sd}, path)
+    with pytest.raises(CheckpointError, match=r"shape mismatch: " + key.replace(".", r"\.")):
+        build_m4sam("m4sam_demo", sam2_checkpoint=path)
+
+
 def test_recommended_output_picks_auto_everywhere(tmp_path):
     """A checkpoint's recommended branch is what output="auto" means (predictor construction and
     run-time changes); explicit branches win; no recommendation means memory."""

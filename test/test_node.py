@@ -411,6 +411,14 @@ def test_reset_service_reinitialises(harness_factory):
     h.send(color_msg(rgb, "rgb8", header(T0)), depth_msg(depth, "16UC1", header(T0)))
     wait_processed(h, 5)
     assert h.node.stats.reinitialized == before + 2
+    # after ~/reset the input path starts afresh too: a stream 100 s older (another bag) is no
+    # "stamp jump". Wrong code: the reset clears the queues but keeps the newest stamps
+    fut = client.call_async(Trigger.Request())
+    h.wait_for(fut.done, "second reset response")
+    earlier = T0 - 100 * 10**9
+    h.send(color_msg(rgb, "rgb8", header(earlier)), depth_msg(depth, "16UC1", header(earlier)))
+    wait_processed(h, 6)
+    assert h.node.stats.stamp_jumps == 0 and h.node.stats.reinitialized == before + 3
 
 
 def test_stamp_jump_in_the_input_path_is_counted_once_and_resets_the_tracker(harness_factory, checkpoint):
@@ -418,8 +426,10 @@ def test_stamp_jump_in_the_input_path_is_counted_once_and_resets_the_tracker(har
     predictor sees still go forward (it would not restart by itself), so only the input path's
     jump detector can restart the tracker. Rules out a jump that is counted but does not reset
     (the next mask would be tracked, not the fresh predictor's), a reset without the count, and a
-    count per stale message instead of per jump."""
-    h = harness_factory(diagnostics_period=0.1)
+    count per stale message instead of per jump, and (the future frames fill the queue of 2) a
+    jump that leaves the other epoch queued: message_filters then evicts each new colour frame
+    as the oldest stamp, and nothing pairs again."""
+    h = harness_factory(diagnostics_period=0.1, sync_queue_size=2)
     h.start()
     for i in range(3):
         send_frame(h, i, "mask")
