@@ -134,6 +134,27 @@ def test_refused_and_damaged_units_are_one_line_errors(models: dict, tmp_path: P
         state.load_latest(tmp_path / "empty", _model(0))
 
 
+def test_incomplete_unit_is_passed_over_and_a_torn_old_layout_refused(models: dict, tmp_path: Path) -> None:
+    """A unit folder without its train state (a hand copy, a sync tool) is not a unit: resume
+    takes the newest *complete* one. The old layout (RUN/checkpoint.pt + RUN/train_state.pt) is
+    refused when its two files disagree on the step (killed between the two writes). Wrong code:
+    a unit is any folder with a checkpoint (resume dies on the missing state), or the steps are
+    not compared (weights of step 2 resumed with the optimiser and schedule of step 1)."""
+    run = tmp_path / "run"
+    _save(run, models[1], 1)
+    unit2 = _save(run, models[2], 2)
+    (unit2 / "train_state.pt").unlink()
+    assert [s for s, _ in state.list_units(run)] == [1]
+    st, extra, where = state.load_latest(run, _model(0))
+    assert st["step"] == extra["step"] == 1 and where.name == "step-00000001"
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(unit2 / "checkpoint.pt", old / "checkpoint.pt")
+    shutil.copy(run / "checkpoints" / "step-00000001" / "train_state.pt", old / "train_state.pt")
+    with pytest.raises(TrainError, match="is at step 2 but .* at step 1"):
+        state.load_latest(old, _model(0))
+
+
 def test_log_keeps_each_step_once(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     log.write_text('{"step": 1, "total": 1}\n{"step": 2, "total": 2}\n{"step": 3, "total": 3}\n'
