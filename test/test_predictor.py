@@ -174,6 +174,21 @@ def test_low_object_score_reinitialises(demo_predictor_factory) -> None:
     assert flags == [True] + [False] * 12
 
 
+def test_each_output_branch_is_the_map_it_names(demo_predictor_factory) -> None:
+    """``output`` picks the saliency map: memory (SAM2's branch), coarse (the per-frame map) or
+    combined (their mean), on a tracked frame where the two differ, and the mask is that map above
+    the threshold. Wrong code: combined as a product (or max) of the two, a branch swapped."""
+    video = generate_video(12, 2, 96, 72)
+    for output in ("memory", "coarse", "combined"):
+        p = demo_predictor_factory(output=output, **NO_REINIT)
+        p.step(video.rgb[0], video.depth[0], stamp=0.0)
+        res = p.step(video.rgb[1], video.depth[1], stamp=1 / 15)
+        assert not res.reinitialized and np.abs(res.memory - res.coarse).max() > 0.05
+        want = {"memory": res.memory, "coarse": res.coarse, "combined": (res.memory + res.coarse) / 2}[output]
+        np.testing.assert_allclose(res.saliency, want, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(res.mask > 0, want > p.mask_threshold)
+
+
 def test_reconditioning_drops_the_failed_track(demo_predictor_factory) -> None:
     """A re-conditioned frame starts a fresh track: the tracked frames before it are forgotten,
     the conditioning frames stay; afterwards only frames of the new track are kept."""

@@ -613,6 +613,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "NODE"),
     # ---- issue 22, second audit (a22b): bugs written from reading the code, survivors of the suite
     # as it was; each is killed by the test named (docs/TESTING.md, 'The second audit')
+    Mutant('pr-combined-product', 'm4sam_ros/predictor/streaming.py',
+           '"combined": \\(memory \\+ coarse\\) / 2',
+           '"combined": memory * coarse',
+           ('test/test_predictor.py', '-k', 'each_output_branch'),
+           'output combined = memory x coarse, not their mean', 'MODEL'),
     Mutant('trk-missed-not-reset', 'm4sam_ros/scene/tracking.py',
            'Track\\(tid, b, 0, t\\.age \\+ 1\\)',
            'Track(tid, b, t.missed, t.age + 1)',
