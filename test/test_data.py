@@ -102,6 +102,42 @@ def test_reader_errors_name_the_problem(tmp_path: Path) -> None:
         open_videos("vidsod", tmp_path, "test")
 
 
+def test_depth_saved_as_colour_and_orphan_frames(tmp_path: Path) -> None:
+    """Some releases save depth as a 3-channel image (grey replicated): the reader takes its first
+    channel, so the frame's depth is HxW with the stored values. A ground truth of another size,
+    and a depth or ground-truth file without a colour frame (a renamed or extra file), are refused
+    naming the file, not resized or left out. Wrong code: pass the HxWx3 depth on (normalisation
+    and the model get three channels), score against a mask of another frame size, ignore orphans
+    (a shifted numbering goes unnoticed)."""
+    d = tmp_path / "train" / "a"
+    _write_video(d, ("rgb", "depth", "gt"), ["0001", "0002"], exts=(".png",) * 3)
+    depth = _frame(1)[1]
+    cv2.imwrite(str(d / "depth" / "0002.png"), np.dstack([depth, depth // 2, depth // 3]))  # BGR on disk
+    frame = open_videos("vidsod", tmp_path, "train")[0][1]
+    assert frame.depth.shape == (H, W)
+    np.testing.assert_array_equal(frame.depth, depth)
+    cv2.imwrite(str(d / "gt" / "0001.png"), np.zeros((H + 2, W), np.uint8))  # another size: not this frame's
+    with pytest.raises(DatasetError, match=r"ground truth .*0001\.png is 32x26 but colour is 32x24"):
+        open_videos("vidsod", tmp_path, "train")[0][0]
+    cv2.imwrite(str(d / "depth" / "0003.png"), depth)
+    with pytest.raises(DatasetError, match=r"no colour frame, e\.g\. \['0003'\]"):
+        open_videos("vidsod", tmp_path, "train")
+
+
+def test_a_truncated_jpeg_is_refused_not_half_decoded(tmp_path: Path) -> None:
+    """A JPEG cut short (an interrupted download or copy) decodes in OpenCV to a half-grey image
+    with only a warning on stderr: the reader refuses it, naming the file and what is missing.
+    Wrong code: trust cv2.imdecode (training and scores then use a half-grey frame)."""
+    d = tmp_path / "test" / "v"
+    _write_video(d, ("rgb", "depth", "gt"), ["1"])
+    jpg = d / "rgb" / "1.jpg"
+    data = jpg.read_bytes()
+    assert cv2.imdecode(np.frombuffer(data[: len(data) * 2 // 3], np.uint8), cv2.IMREAD_COLOR) is not None
+    jpg.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DatasetError, match=r"1\.jpg.*without its end-of-image marker"):
+        open_videos("vidsod", tmp_path, "test")[0][0]
+
+
 def test_normalize_depth_metric_mm_and_metres() -> None:
     mm = np.array([[0, 1000, 2000], [3000, 4000, 0]], np.uint16)
     out = normalize_depth(mm)
