@@ -634,6 +634,11 @@ MUTANTS: tuple[Mutant, ...] = (
            ('test/test_data.py', '-k', 'saved_as_colour'),
            'a ground truth of another size accepted', 'TRAIN'),
 
+    Mutant('atomic-dir-old-not-restored', 'm4sam_ros/util/atomic.py',
+           '            if old is not None:\\n                os\\.replace\\(old, final\\)\\n',
+           '',
+           ('test/test_atomic.py',),
+           'a folder replacement that fails at the rename deletes the previous output', 'MODEL'),
     Mutant('pr-combined-product', 'm4sam_ros/predictor/streaming.py',
            '"combined": \\(memory \\+ coarse\\) / 2',
            '"combined": memory * coarse',
