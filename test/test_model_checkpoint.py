@@ -1,6 +1,7 @@
 """Checkpoints: SAM2 official format (strict), pickle payloads refused, M4-SAM round trip."""
 
 import hashlib
+import os
 import pickle
 import warnings
 
@@ -16,7 +17,14 @@ from m4sam_ros.model import (
     load_sam2_checkpoint,
     save_m4sam_checkpoint,
 )
-from m4sam_ros.model.checkpoint import safe_load, trained_state_dict
+from m4sam_ros.model.checkpoint import (
+    SAM2WeightsMismatchWarning,
+    check_sam2_weights,
+    recommended_output,
+    safe_load,
+    sam2_fingerprint,
+    trained_state_dict,
+)
 
 
 def _perturb_trained(model):
@@ -172,7 +180,7 @@ def test_sam2_weight_of_another_shape_fails_naming_it(tmp_path):
 def test_recommended_output_picks_auto_everywhere(tmp_path):
     """A checkpoint's recommended branch is what output="auto" means (predictor construction and
     run-time changes); explicit branches win; no recommendation means memory."""
-    from m4sam_ros.model.checkpoint import recommended_output, set_recommended_output
+    from m4sam_ros.model.checkpoint import set_recommended_output
     from m4sam_ros.predictor.streaming import StreamingPredictor
 
     torch.manual_seed(0)
@@ -202,10 +210,6 @@ def test_a_sam2_file_replaced_in_place_is_hashed_again(tmp_path) -> None:
     """The SHA-256 of a SAM2 file is cached (hashing Hiera-L takes seconds), but a file replaced at
     the same path (another download, another size or time) is hashed again, so the mismatch
     warning still fires. Wrong code: cache by path alone (the old hash is reported forever)."""
-    import os
-
-    from m4sam_ros.model.checkpoint import sam2_fingerprint
-
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     path.write_bytes(b"first download")
     first = sam2_fingerprint(path)
@@ -215,8 +219,6 @@ def test_a_sam2_file_replaced_in_place_is_hashed_again(tmp_path) -> None:
     second = sam2_fingerprint(path)
     assert second["size"] == 15 and second["sha256"] == hashlib.sha256(b"another release").hexdigest()
     # the rule compares the content, not the name: the same file name with other bytes warns
-    from m4sam_ros.model.checkpoint import SAM2WeightsMismatchWarning, check_sam2_weights
-
     record = {"sam2_weights": dict(first)}
     with pytest.warns(SAM2WeightsMismatchWarning, match="SAM2 WEIGHTS MISMATCH"):
         check_sam2_weights("ckpt.pt", record, path)
@@ -230,8 +232,6 @@ def test_an_unknown_recommended_output_falls_back_to_memory(tmp_path) -> None:
     """A checkpoint whose extra names a branch this code does not have (a typo, a newer release)
     recommends the paper's output, memory. Wrong code: pass the name on (the predictor would fail
     at the first frame, or the node refuse to start)."""
-    from m4sam_ros.model.checkpoint import recommended_output
-
     assert recommended_output({"extra": {"recommended_output": "memroy"}}) == "memory"
     assert recommended_output({"extra": {"recommended_output": "combined"}}) == "combined"
     assert recommended_output({"extra": "not a dict"}) == "memory"
